@@ -1,0 +1,5 @@
+import sys
+
+from sidbench.cli import main
+
+sys.exit(main())

@@ -1,0 +1,16 @@
+"""Shared test settings: deterministic CPU torch, quiet progress bars."""
+
+import os
+
+os.environ.setdefault("SIDBENCH_NO_PROGRESS", "1")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(autouse=True)
+def _isolated_cache(tmp_path_factory, monkeypatch):
+    """Never read a developer's real asset cache from a test."""
+    monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path_factory.mktemp("sidbench-cache")))

@@ -1,0 +1,23 @@
+import hashlib
+import os
+
+import pytest
+
+from sidbench.fileio import atomic_path, atomic_write_bytes, sha256_file
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.bin"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_bytes(b"half")
+        raise RuntimeError("crash mid-write")
+    assert not target.exists()
+    assert os.listdir(tmp_path) == []
+
+
+def test_atomic_write_replaces(tmp_path):
+    target = tmp_path / "out.bin"
+    atomic_write_bytes(target, b"one")
+    atomic_write_bytes(target, b"two")
+    assert target.read_bytes() == b"two"
+    assert sha256_file(target) == hashlib.sha256(b"two").hexdigest()
