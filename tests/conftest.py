@@ -7,7 +7,8 @@ os.environ.setdefault("SIDBENCH_NO_PROGRESS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Respect OMP_NUM_THREADS when set (CI and shared machines); else at most 2 threads.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, min(2, os.cpu_count() or 1)))
 
 
 @pytest.fixture(autouse=True)
