@@ -7,8 +7,9 @@ os.environ.setdefault("SIDBENCH_NO_PROGRESS", "1")
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-# Respect OMP_NUM_THREADS when set (CI and shared machines); else at most 2 threads.
-torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, min(2, os.cpu_count() or 1)))
+# The test models are tiny: one thread is fastest and immune to a busy machine.
+# OMP_NUM_THREADS overrides.
+torch.set_num_threads(int(os.environ.get("OMP_NUM_THREADS", 0)) or 1)
 
 
 @pytest.fixture(autouse=True)
