@@ -1,0 +1,58 @@
+"""Frechet distance between two Gaussians given by (mean, covariance).
+
+tr sqrt(S1 S2) is the sum of the square roots of the eigenvalues of a symmetric PSD matrix
+similar to S1 S2: L^T S2 L with S1 = L L^T (Cholesky) when S1 is positive definite, else
+sqrt(S1) S2 sqrt(S1) (symmetric eigendecomposition). Only eigenvalues of the final matrix are
+needed (`eigvalsh`), so the fast path is one Cholesky and one eigvalsh in float64: several times
+faster than `scipy.linalg.sqrtm` on 2048-d, as accurate, and free of sqrtm's complex parts.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from sidbench.errors import ConfigError
+
+
+def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a PSD matrix; tiny negative eigenvalues (rounding) are clipped to 0."""
+    w, v = np.linalg.eigh(sigma)
+    w = np.sqrt(np.clip(w, 0.0, None))
+    return (v * w) @ v.T
+
+
+def _check(mu: np.ndarray, sigma: np.ndarray, which: str) -> tuple[np.ndarray, np.ndarray]:
+    mu = np.asarray(mu, dtype=np.float64)
+    sigma = np.asarray(sigma, dtype=np.float64)
+    if mu.ndim != 1:
+        raise ConfigError(f"mu{which} must be a vector, got shape {mu.shape}")
+    if sigma.shape != (mu.shape[0], mu.shape[0]):
+        d = mu.shape[0]
+        raise ConfigError(f"sigma{which} has shape {sigma.shape}, expected {(d, d)} to match mu{which}")
+    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
+        raise ConfigError(f"mu{which}/sigma{which} contain NaN or Inf")
+    return mu, (sigma + sigma.T) / 2
+
+
+def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
+    """tr sqrt(S1 S2) for symmetric PSD S1, S2 (float64 eigenvalues of a similar symmetric matrix)."""
+    try:
+        factor = np.linalg.cholesky(sigma1)  # S1 = L L^T; L^T S2 L is similar to S1 S2
+        m = factor.T @ sigma2 @ factor
+    except np.linalg.LinAlgError:  # singular S1 (fewer images than dimensions): PSD square root
+        s1_half = _psd_sqrt(sigma1)
+        m = s1_half @ sigma2 @ s1_half
+    eig = np.linalg.eigvalsh((m + m.T) / 2)
+    return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
+
+
+def fid_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
+    """FID = ||mu1 - mu2||^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2)."""
+    mu1, sigma1 = _check(mu1, sigma1, "1")
+    mu2, sigma2 = _check(mu2, sigma2, "2")
+    if mu1.shape != mu2.shape:
+        raise ConfigError(f"feature dimensions differ: {mu1.shape[0]} vs {mu2.shape[0]}",
+                          hint="both statistics must come from the same extractor and feature layer")
+    diff = mu1 - mu2
+    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
+    return float(value)

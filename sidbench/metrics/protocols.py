@@ -1,0 +1,145 @@
+"""Named, versioned metric protocols: what makes a number comparable with a paper's.
+
+A protocol pins the metric, the feature extractor and layer, the image count, the seeds, the
+split/subset rules and the covariance convention. Results store `protocol.name` and
+`protocol.version` (`protocol.tag`). Change anything that moves the numbers -> bump the MAJOR
+version (leaderboards then start a new table).
+
+Extractor names (resolved by `sidbench.metrics.extractors`):
+- `inception-v3-compat`: torch-fidelity's 2015 TF Inception port; keys `pool` (2048) and `logits` (1008,
+  bias-free, torch-fidelity's `logits_unbiased`).
+- `clean-fid-inception`: NVIDIA's TorchScript Inception through clean-fid's "clean" resize; key `pool`.
+- `vgg16-fc2-relu`: torchvision VGG-16 IMAGENET1K_V1, TF-bilinear resize to 224; key `fc2_relu`.
+- `open-clip-vitg14`: open_clip ViT-g-14 `laion2b_s12b_b42k` fp32; keys `image`, `text`.
+- `digits-classifier`: the embedded suite's classifier; keys `features` (128) and `logits` (10).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from types import MappingProxyType
+from typing import Any
+
+from sidbench.errors import ConfigError
+from sidbench.registry import suggest
+
+EDM_SEED_SETS = ((0, 49_999), (50_000, 99_999), (100_000, 149_999))
+COCO_CAPTIONS_SHA256 = "edabd2a556026cbf5d36a5fffa35ad43d7ba71b72f6d640b727c1edefb7f1945"
+
+
+@dataclass(frozen=True)
+class Protocol:
+    name: str
+    version: str
+    metric: str  # "fid" | "is" | "kid" | "pr" | "clip_score"
+    extractor: str
+    feature_key: str
+    num_images: int
+    lower_is_better: bool
+    description: str
+    source: str
+    options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+    @property
+    def tag(self) -> str:
+        return f"{self.name}@{self.version}"
+
+    def option(self, key: str, default: Any = None) -> Any:
+        return self.options.get(key, default)
+
+    def record(self) -> dict[str, Any]:
+        """JSON-ready description for result records."""
+        return {"name": self.name, "version": self.version, "metric": self.metric,
+                "extractor": self.extractor, "feature_key": self.feature_key, "num_images": self.num_images,
+                "lower_is_better": self.lower_is_better, "options": _jsonable(dict(self.options))}
+
+
+def _jsonable(x: Any) -> Any:
+    if isinstance(x, dict | MappingProxyType):
+        return {k: _jsonable(v) for k, v in x.items()}
+    if isinstance(x, list | tuple):
+        return [_jsonable(v) for v in x]
+    return x
+
+
+def _p(name: str, version: str, metric: str, extractor: str, feature_key: str, num_images: int,
+       description: str, source: str, lower_is_better: bool = True, **options: Any) -> Protocol:
+    return Protocol(name=name, version=version, metric=metric, extractor=extractor, feature_key=feature_key,
+                    num_images=num_images, lower_is_better=lower_is_better, description=description,
+                    source=source, options=MappingProxyType(options))
+
+
+_ALL = (
+    _p("edm-fid50k", "1.0.0", "fid", "inception-v3-compat", "pool", 50_000,
+       "FID of 50k generated images vs the dataset's reference stats; unbiased covariance; "
+       "three seed sets, headline = minimum, all three recorded",
+       "Karras et al. 2022 (EDM), fid.py", cov="unbiased", seed_sets=EDM_SEED_SETS, headline="min"),
+    _p("sid-fid50k", "1.0.0", "fid", "inception-v3-compat", "pool", 50_000,
+       "FID of 50k images (seeds 0-49999) with biased (N) covariance, as SiD's in-training metric; "
+       "reference stats as loaded (EDM's npz is unbiased: SiD's --data_stat mix); "
+       "headline = best checkpoint over training",
+       "Zhou et al. 2024 (SiD), training metrics", cov="biased", reference_cov="unbiased",
+       seed_sets=((0, 49_999),), headline="best-checkpoint"),
+    _p("is-10split", "1.0.0", "is", "inception-v3-compat", "logits", 50_000,
+       "Inception Score, softmax of bias-free logits, 10 splits in index order; mean and std",
+       "Zhou et al. 2024 (SiD) / StyleGAN2-ADA metrics", lower_is_better=False, mode="sid", splits=10,
+       seed_sets=((0, 49_999),)),
+    _p("is-adm", "1.0.0", "is", "inception-v3-compat", "logits", 50_000,
+       "Inception Score over consecutive splits of 5,000 images in index order; mean only",
+       "Dhariwal & Nichol 2021 (ADM), evaluations/evaluator.py", lower_is_better=False, mode="adm",
+       split_size=5000, seed_sets=((0, 49_999),)),
+    _p("is-fidelity", "1.0.0", "is", "inception-v3-compat", "logits", 50_000,
+       "Inception Score as torch-fidelity 0.4.0: RandomState(2020) permutation, then 10 splits",
+       "torch-fidelity 0.4.0 metric_isc.py", lower_is_better=False, mode="fidelity", splits=10,
+       shuffle_seed=2020, seed_sets=((0, 49_999),)),
+    _p("kid-100x1000", "1.0.0", "kid", "inception-v3-compat", "pool", 50_000,
+       "KID, polynomial kernel (x.y/d + 1)^3, unbiased MMD^2, 100 subsets of 1,000 by RandomState(2020)",
+       "Binkowski et al. 2018; torch-fidelity 0.4.0 defaults", num_subsets=100, subset_size=1000, degree=3,
+       coef0=1.0, seed=2020, seed_sets=((0, 49_999),)),
+    _p("pr-vgg16", "1.0.0", "pr", "vgg16-fc2-relu", "fc2_relu", 50_000,
+       "Precision/recall, k=3 manifolds in VGG-16 fc2_relu space vs the training set, float32 distances",
+       "Kynkaanniemi et al. 2019; torch-fidelity 0.4.0 metric_prc.py", lower_is_better=False, k=3,
+       dtype="float32", reference="dataset", seed_sets=((0, 49_999),)),
+    _p("pr-inception-adm", "1.0.0", "pr", "inception-v3-compat", "pool", 50_000,
+       "Precision/recall, k=3 in Inception pool space vs ADM's 10k VIRTUAL reference images (arr_0); "
+       "float32 distances (ADM uses float16: not bit-equal)",
+       "Dhariwal & Nichol 2021 (ADM) evaluator; SiD README", lower_is_better=False, k=3, dtype="float32",
+       reference="adm-virtual-arr_0", reference_images=10_000, seed_sets=((0, 49_999),)),
+    _p("coco2014-fid30k-clean", "1.0.0", "fid", "clean-fid-inception", "pool", 30_000,
+       "FID of 30k images from the fixed GigaGAN caption list (caption i, seed i) vs all 40,504 val2014 "
+       "images; center crop + LANCZOS to 256, clean-fid 'clean' mode",
+       "Kang et al. 2023 (GigaGAN) evaluation; SiD-LSG", cov="unbiased", resize=256, crop="center",
+       resample="lanczos", clean_mode="clean", captions_sha256=COCO_CAPTIONS_SHA256, num_captions=30_000,
+       reference_images=40_504, seed_sets=((0, 29_999),)),
+    _p("clip-score-vitg14", "1.0.0", "clip_score", "open-clip-vitg14", "image", 30_000,
+       "Mean cosine similarity of open_clip ViT-g-14 (laion2b_s12b_b42k, fp32) image and text embeddings; "
+       "text 'A photo depicts ' + caption; reported as a fraction, no clamp",
+       "Kang et al. 2023 (GigaGAN) evaluation; SiD-LSG", lower_is_better=False, scale=1.0, clamp=False,
+       text_prefix="A photo depicts ", model="ViT-g-14", pretrained="laion2b_s12b_b42k",
+       captions_sha256=COCO_CAPTIONS_SHA256, seed_sets=((0, 29_999),)),
+    _p("digits-fd", "1.0.0", "fid", "digits-classifier", "features", 2_000,
+       "Frechet distance in the digits classifier's 128-d feature space, 2,000 images vs all 1,797 digits",
+       "sidbench embedded suite", cov="unbiased", seed_sets=((0, 1_999),), headline="single"),
+    _p("digits-is", "1.0.0", "is", "digits-classifier", "logits", 2_000,
+       "Inception-style score from the digits classifier's 10 logits, 10 splits in index order (max 10)",
+       "sidbench embedded suite", lower_is_better=False, mode="sid", splits=10, seed_sets=((0, 1_999),)),
+    _p("digits-kid", "1.0.0", "kid", "digits-classifier", "features", 2_000,
+       "KID in the digits classifier's feature space, 100 subsets of 1,000 by RandomState(2020)",
+       "sidbench embedded suite", num_subsets=100, subset_size=1000, degree=3, coef0=1.0, seed=2020,
+       seed_sets=((0, 1_999),)),
+    _p("digits-pr", "1.0.0", "pr", "digits-classifier", "features", 2_000,
+       "Precision/recall, k=3 manifolds in the digits classifier's feature space vs all 1,797 digits",
+       "sidbench embedded suite", lower_is_better=False, k=3, dtype="float64", reference="dataset",
+       seed_sets=((0, 1_999),)),
+)
+
+PROTOCOLS: MappingProxyType = MappingProxyType({p.name: p for p in _ALL})
+
+
+def get_protocol(name: str) -> Protocol:
+    """Look up a protocol by name; unknown names get a close-match suggestion."""
+    try:
+        return PROTOCOLS[name]
+    except KeyError:
+        raise ConfigError(f"unknown metric protocol '{name}'.{suggest(name, list(PROTOCOLS))}",
+                          hint=f"known protocols: {', '.join(PROTOCOLS)}") from None

@@ -1,0 +1,242 @@
+"""Streaming feature statistics whose bits do not depend on batching, order or process count.
+
+Why exact integers: float64 sums of x x^T still depend on the order of the additions, so
+EDM-style float64 accumulation gives FIDs that move in the last digits with the batch size
+or the number of GPUs. Here every feature is put on a fixed-point grid (`q = rint(x * 2**38)`,
+held in an int64, split into three 21-bit limbs stored as float64). The product of two limbs
+is below 2**42, so a float64 matmul over at most 2048 rows adds integers below 2**53: it is
+*exact* whatever order BLAS (or cuBLAS) adds them in. The exact per-chunk results go into int64
+accumulators, and integer addition is associative, so any split of the images into batches,
+orders or processes (all-reduce with SUM) gives the same integers and hence the same float64
+mean and covariance, bit for bit.
+
+Precision: float32 features with |x| >= 2**-15 (3.1e-5) are represented exactly; smaller
+values are rounded to the 2**-38 (3.6e-12) grid, far below the float32 noise of the features
+themselves. Limits: |x| < 2**24 and at most ~700k images per statistics object (int64 head
+room); both are checked. Cost: six float64 matmuls per chunk instead of one (three when a
+chunk's features are non-negative and below 16, as Inception pool features are: the top limb
+is then zero and skipped), small next to the feature extractor.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from sidbench.errors import ConfigError
+
+FRAC_BITS = 38  # grid spacing 2**-38
+LIMB_BITS = 21
+NUM_LIMBS = 3
+CHUNK_ROWS = 2048  # 2**11 rows x limb products < 2**42  ->  sums < 2**53: exact in float64
+MAX_ABS = float(2**24)  # q = x * 2**38 must stay below 2**62
+MAX_IMAGES = (2**63 - 1) // (3 * 2 ** (2 * LIMB_BITS))  # accumulator T_2 sums three limb-pair products
+_PAIRS = [(i, j) for i in range(NUM_LIMBS) for j in range(i, NUM_LIMBS)]
+
+
+def _as_float64_tensor(features: Any) -> torch.Tensor:
+    x = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
+    x = x.detach()
+    if x.ndim != 2:
+        raise ConfigError(f"features must be a 2-D array [N, D], got shape {tuple(x.shape)}")
+    if not (x.is_floating_point() or x.dtype in (torch.int32, torch.int64, torch.uint8)):
+        raise ConfigError(f"features must be numeric, got dtype {x.dtype}")
+    return x.to(torch.float64)
+
+
+def _limbs(x: torch.Tensor) -> list[torch.Tensor]:
+    """Split x (float64) into float64 tensors a_k with x ~= sum_k a_k * 2**(21k - 38), exactly."""
+    if not torch.isfinite(x).all():
+        raise ConfigError("features contain NaN or Inf", hint="check the feature extractor's input and dtype")
+    if x.numel() and x.abs().max().item() >= MAX_ABS:
+        raise ConfigError(f"feature magnitude {x.abs().max().item():.3g} is beyond the exact-sum range "
+                          f"(|x| < {MAX_ABS:.0f})", hint="rescale the features before accumulating them")
+    q = torch.round(x * float(2**FRAC_BITS)).to(torch.int64)  # round half to even; exact for float32 input
+    mask = (1 << LIMB_BITS) - 1
+    a0 = q & mask
+    a1 = (q >> LIMB_BITS) & mask
+    a2 = q >> (2 * LIMB_BITS)  # arithmetic shift keeps the sign: |a2| <= 2**20
+    return [a.to(torch.float64) for a in (a0, a1, a2)]
+
+
+class FeatureStats:
+    """Exact streaming sums (n, sum x, sum x x^T) of feature vectors, optionally keeping the raw features.
+
+    `update(features, indices)` may be called with any batching; `indices` are the global image
+    indices (needed only to order kept features; consecutive numbers are assumed otherwise).
+    """
+
+    def __init__(self, dim: int | None = None, keep_features: bool = False,
+                 device: str | torch.device = "cpu"):
+        self.dim = dim
+        self.keep_features = keep_features
+        self.device = torch.device(device)
+        self._n = 0
+        self._sum: torch.Tensor | None = None  # int64 [L, D]: sum of limb k
+        self._sum2: torch.Tensor | None = None  # int64 [2L-1, D, D]: sum over i+j=k of limb_i^T limb_j
+        self._kept: list[tuple[torch.Tensor, torch.Tensor]] = []  # (int64 indices, raw features), CPU
+        self._next_index = 0
+        self._reduced = False
+        if dim is not None:
+            self._alloc(dim)
+
+    # -- accumulation -------------------------------------------------------------------------
+    def _alloc(self, dim: int) -> None:
+        self.dim = dim
+        self._sum = torch.zeros(NUM_LIMBS, dim, dtype=torch.int64, device=self.device)
+        self._sum2 = torch.zeros(2 * NUM_LIMBS - 1, dim, dim, dtype=torch.int64, device=self.device)
+
+    def update(self, features: Any, indices: Any = None) -> None:
+        """Add a batch [N, D] of features (torch or numpy; float32 recommended)."""
+        raw = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
+        x = _as_float64_tensor(raw).to(self.device)
+        n, d = x.shape
+        if self._sum is None:
+            self._alloc(d)
+        elif d != self.dim:
+            raise ConfigError(f"feature dimension changed from {self.dim} to {d}")
+        if self._n + n > MAX_IMAGES:
+            raise ConfigError(f"more than {MAX_IMAGES} images in one FeatureStats (int64 head room)")
+        if indices is None:
+            idx = torch.arange(self._next_index, self._next_index + n, dtype=torch.int64)
+        else:
+            idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64).reshape(-1).cpu()
+            if idx.numel() != n:
+                raise ConfigError(f"{idx.numel()} indices for {n} feature rows")
+        if n:
+            self._next_index = max(self._next_index, int(idx.max()) + 1)
+        for start in range(0, n, CHUNK_ROWS):
+            limbs = _limbs(x[start:start + CHUNK_ROWS])
+            for k, a in enumerate(limbs):
+                self._sum[k] += a.sum(dim=0).to(torch.int64)  # < 2**11 * 2**21: exact
+            nonzero = [bool(a.any()) for a in limbs]  # 0 <= x < 16 leaves the top limb all zero
+            for i, j in _PAIRS:
+                if not (nonzero[i] and nonzero[j]):
+                    continue  # an all-zero limb adds nothing: skipping it changes no bit
+                p = (limbs[i].T @ limbs[j]).to(torch.int64)  # integers < 2**53: exact in any order
+                self._sum2[i + j] += p if i == j else p + p.T
+        self._n += n
+        if self.keep_features:
+            self._kept.append((idx, raw.detach().to("cpu").clone()))
+
+    def merge(self, other: FeatureStats) -> FeatureStats:
+        """Add another object's sums into this one (exact, so merge order does not matter)."""
+        if other._n == 0:
+            return self
+        if self._sum is None:
+            self._alloc(other.dim)  # type: ignore[arg-type]
+        if other.dim != self.dim:
+            raise ConfigError(f"cannot merge statistics of dimension {other.dim} into {self.dim}")
+        if self._n + other._n > MAX_IMAGES:
+            raise ConfigError(f"more than {MAX_IMAGES} images in one FeatureStats (int64 head room)")
+        self._sum += other._sum.to(self.device)
+        self._sum2 += other._sum2.to(self.device)
+        self._n += other._n
+        self._next_index = max(self._next_index, other._next_index)
+        if self.keep_features:
+            self._kept.extend(other._kept)
+        return self
+
+    def all_reduce(self) -> FeatureStats:
+        """Sum the statistics of every process (no-op without an initialised process group)."""
+        from sidbench.metrics import distributed
+
+        if not distributed.is_initialized() or distributed.world_size() == 1:
+            return self
+        if self._reduced:
+            raise ConfigError("FeatureStats.all_reduce() called twice: the sums would be counted twice")
+        dim = distributed.max_int(self.dim or 0)
+        if dim == 0:
+            return self
+        if self._sum is None:
+            self._alloc(dim)
+        elif dim != self.dim:
+            raise ConfigError(f"processes hold features of different dimensions ({self.dim} vs {dim})")
+        self._n = distributed.sum_int(self._n)
+        distributed.sum_tensor_(self._sum)
+        distributed.sum_tensor_(self._sum2)
+        if self.keep_features:
+            idx, feats = self._local_kept()
+            all_idx, all_feats = distributed.gather_rows(idx, feats)
+            self._kept = [(all_idx, all_feats)]
+        self._next_index = int(distributed.max_int(self._next_index))
+        self._reduced = True
+        return self
+
+    # -- results ------------------------------------------------------------------------------
+    @property
+    def num(self) -> int:
+        return self._n
+
+    def _require(self, minimum: int) -> None:
+        if self._n < minimum:
+            raise ConfigError(f"need at least {minimum} feature vectors, have {self._n}")
+
+    def sum(self) -> np.ndarray:
+        """Exact sum of x, rounded once to float64 per limb and added in a fixed order."""
+        self._require(1)
+        s = self._sum.cpu().to(torch.float64)
+        return _combine([s[k] for k in range(NUM_LIMBS)],
+                        [LIMB_BITS * k - FRAC_BITS for k in range(NUM_LIMBS)])
+
+    def sum_outer(self) -> np.ndarray:
+        """Sum of x x^T as float64 (fixed combination order: same integers -> same bits)."""
+        self._require(1)
+        s2 = self._sum2.cpu().to(torch.float64)
+        return _combine([s2[k] for k in range(2 * NUM_LIMBS - 1)],
+                        [LIMB_BITS * k - 2 * FRAC_BITS for k in range(2 * NUM_LIMBS - 1)])
+
+    def mean(self) -> np.ndarray:
+        return self.sum() / self._n
+
+    def cov(self, unbiased: bool = True) -> np.ndarray:
+        """Covariance; unbiased (N-1) is EDM's and ADM's convention, biased (N) SiD's in-training one."""
+        self._require(2 if unbiased else 1)
+        mu = self.mean()
+        sigma = self.sum_outer() - self._n * np.outer(mu, mu)
+        sigma = sigma / (self._n - 1 if unbiased else self._n)
+        return (sigma + sigma.T) / 2  # exactly symmetric (it already is up to rounding order)
+
+    def _local_kept(self) -> tuple[torch.Tensor, torch.Tensor]:
+        if not self._kept:
+            return torch.zeros(0, dtype=torch.int64), torch.zeros(0, self.dim or 0, dtype=torch.float32)
+        idx = torch.cat([i for i, _ in self._kept])
+        wide = any(f.dtype == torch.float64 for _, f in self._kept)
+        feats = torch.cat([f.to(torch.float64 if wide else torch.float32) for _, f in self._kept])
+        return idx, feats
+
+    def features(self) -> np.ndarray:
+        """Kept raw features, sorted by global image index (so order never depends on batching)."""
+        if not self.keep_features:
+            raise ConfigError("raw features were not kept", hint="create FeatureStats(keep_features=True)")
+        idx, feats = self._local_kept()
+        order = torch.argsort(idx, stable=True)
+        sorted_idx = idx[order]
+        if sorted_idx.numel() > 1 and bool((sorted_idx[1:] == sorted_idx[:-1]).any()):
+            raise ConfigError("the same image index was added twice",
+                              hint="pass each image's global index once")
+        return feats[order].numpy()
+
+    def indices(self) -> np.ndarray:
+        idx, _ = self._local_kept()
+        return np.sort(idx.numpy())
+
+    def to_npz_dict(self, unbiased: bool = True) -> dict[str, np.ndarray]:
+        """EDM-compatible arrays (`mu`, `sigma`) plus the count and the covariance convention."""
+        return {
+            "mu": self.mean(),
+            "sigma": self.cov(unbiased=unbiased),
+            "num_images": np.asarray(self._n, dtype=np.int64),
+            "cov_unbiased": np.asarray(bool(unbiased)),
+        }
+
+
+def _combine(parts: list[torch.Tensor], exponents: list[int]) -> np.ndarray:
+    """sum_k parts[k] * 2**exponents[k], most significant first (deterministic order)."""
+    out = None
+    for part, e in sorted(zip(parts, exponents, strict=True), key=lambda pe: -pe[1]):
+        term = torch.ldexp(part, torch.tensor(float(e), dtype=torch.float64))
+        out = term if out is None else out + term
+    return out.numpy()
