@@ -1,0 +1,334 @@
+"""evaluate() and the eval / refstats verbs: invariances, result fields, failure paths."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from sidbench.errors import ConfigError
+from sidbench.metrics.extractors import FeatureExtractor
+
+sys.path.insert(0, str(Path(__file__).parent))
+from _random_weights import TinyCNN, save_random_inception  # noqa: E402
+
+
+class TinyExtractor(FeatureExtractor):
+    """A cheap random CNN standing in for Inception ("pool" 16-d, "logits" 10-d).
+
+    It runs one image at a time: CPU kernels are not bit-identical across batch sizes
+    for small convolutions, and this test is about the pipeline (batching, sharding,
+    exact sums), not about a network's kernels.
+    """
+
+    name, version, weights_sha256, input_size = "tiny", "1", "0" * 64, 0
+    feature_dims = {"pool": 16, "logits": 10}
+
+    def __init__(self):
+        super().__init__("cpu")
+        self.net = TinyCNN().eval()
+
+    def _extract(self, images):
+        outs = [self.net(images[i:i + 1]) for i in range(len(images))]
+        return {k: torch.cat([o[k] for o in outs]) for k in ("pool", "logits")}
+
+
+def _images(n: int, seed: int, shift: int = 0) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randint(0, 200, (n, 3, 8, 8), generator=g, dtype=torch.uint8) + shift).to(torch.uint8)
+
+
+def _run(images, ref, batch_size, metrics="fid,is,kid,pr"):
+    from sidbench.metrics.evaluate import evaluate
+
+    tiny = TinyExtractor()
+    return evaluate(images, ref=ref, metrics=metrics, protocols=["pr-inception-adm"],
+                    extractors={"inception-v3-compat": tiny},
+                    options={"kid": {"subset_size": 20, "num_subsets": 5}, "is": {"splits": 5}},
+                    batch_size=batch_size)
+
+
+def test_results_are_bit_identical_for_any_batch_size():
+    gen, ref = _images(64, 0), _images(50, 1, shift=30)
+    results = [_run(gen, ref, b)["metrics"] for b in (1, 7, 64)]
+    for key in ("fid", "is", "kid", "precision", "recall"):
+        values = {r[key]["value"] for r in results}
+        assert len(values) == 1, (key, values)
+    assert results[0]["fid"]["value"] > 0
+
+
+def test_sharded_statistics_equal_single_process():
+    """Ranks take i % world; summing the shards' exact statistics equals one process's."""
+    from sidbench.metrics.evaluate import _Needs, extract_stats
+    from sidbench.metrics.image_source import TensorImageSource
+
+    src = TensorImageSource(_images(23, 2))
+    tiny = {"t": TinyExtractor()}
+    needs = {"t": _Needs({"pool": True})}
+    whole = extract_stats(src, tiny, needs, 5, rank=0, world=1)[("t", "pool")]
+    parts = [extract_stats(src, tiny, needs, 4, rank=r, world=3)[("t", "pool")] for r in range(3)]
+    assert [p.num for p in parts] == [8, 8, 7]
+    merged = parts[2].merge(parts[0]).merge(parts[1])
+    assert np.array_equal(merged.mean(), whole.mean()) and np.array_equal(merged.cov(), whole.cov())
+    np.testing.assert_array_equal(merged.features(), whole.features())
+
+
+def test_result_records_protocols_and_counts():
+    res = _run(_images(40, 0), _images(30, 1), 16)
+    m = res["metrics"]
+    assert set(m) == {"fid", "is", "kid", "precision", "recall"}
+    assert m["fid"]["protocol"] == {"name": "edm-fid50k", "version": "1.0.0"}
+    assert m["precision"]["protocol"]["name"] == "pr-inception-adm"
+    assert m["is"]["protocol"]["name"] == "is-10split" and m["is"]["std"] is not None
+    assert m["kid"]["protocol_overridden"] and m["kid"]["subset_size"] == 20
+    assert all(v["num_images"] == 40 and v["tf32"] is False for v in m.values())
+    assert m["kid"]["reference_num_images"] == 30
+    # generated == reference: FID ~ 0, precision = recall = 1
+    same = _run(_images(40, 0), _images(40, 0), 16)["metrics"]
+    assert abs(same["fid"]["value"]) < 1e-6
+    assert same["precision"]["value"] == 1.0 and same["recall"]["value"] == 1.0
+
+
+def test_unknown_metric_suggests_the_close_one():
+    from sidbench.metrics.evaluate import parse_metrics
+
+    assert parse_metrics("fid, IS,precision") == ["fid", "is", "pr"]
+    with pytest.raises(ConfigError, match="Did you mean 'fid'"):
+        parse_metrics("fdi")
+
+
+def test_protocol_for_a_metric_not_asked_is_refused():
+    from sidbench.metrics.evaluate import resolve_protocols
+
+    with pytest.raises(ConfigError, match="kid"):
+        resolve_protocols(["fid"], ["kid-100x1000"])
+    assert resolve_protocols(["fid"], "sid-fid50k")["fid"].name == "sid-fid50k"
+
+
+def test_kid_without_reference_images_says_what_to_pass(tmp_path):
+    from sidbench.errors import AssetError
+    from sidbench.metrics.evaluate import evaluate
+    from sidbench.metrics.reference import save_reference
+
+    save_reference(tmp_path / "ref.npz", {"mu": np.zeros(16), "sigma": np.eye(16)})
+    with pytest.raises(AssetError, match="arr_0"):
+        evaluate(_images(30, 0), tmp_path / "ref.npz", "fid,kid",
+                 extractors={"inception-v3-compat": TinyExtractor()})
+
+
+# ------------------------------------------------------------------------ CLI ----
+
+def _write_pngs(folder: Path, images: torch.Tensor) -> None:
+    from PIL import Image
+
+    folder.mkdir()
+    for i, im in enumerate(images):
+        Image.fromarray(im.permute(1, 2, 0).numpy()).save(folder / f"{i:06d}.png")
+
+
+@pytest.fixture(scope="module")
+def weights(tmp_path_factory):
+    return save_random_inception(tmp_path_factory.mktemp("w") / "random-inception.pth", seed=2)
+
+
+def test_cli_refstats_then_eval_writes_required_fields(tmp_path, weights):
+    from sidbench.cli import main
+    from sidbench.fileio import sha256_file
+
+    ref_dir, gen_dir = tmp_path / "ref", tmp_path / "gen"
+    _write_pngs(ref_dir, _images(6, 5, shift=20))
+    _write_pngs(gen_dir, _images(10, 6))
+    stats = tmp_path / "stats.npz"
+    assert main(["refstats", str(ref_dir), "--out", str(stats), "--inception-weights", str(weights),
+                 "--batch", "4"]) == 0
+    out = tmp_path / "res.json"
+    assert main(["eval", "--images", str(gen_dir), "--ref", str(stats), "--metrics", "fid,is",
+                 "--inception-weights", str(weights), "--json", str(out), "--batch", "5"]) == 0
+    res = json.loads(out.read_text())
+    fid = res["metrics"]["fid"]
+    assert fid["value"] > 0 and fid["num_images"] == 10
+    assert fid["protocol"] == {"name": "edm-fid50k", "version": "1.0.0"}
+    assert fid["extractor_sha256"] == sha256_file(weights)
+    assert fid["reference_sha256"] == sha256_file(stats)
+    assert fid["dtype"] == "float32" and fid["tf32"] is False
+    assert res["metrics"]["is"]["value"] >= 1.0 and "std" in res["metrics"]["is"]
+    # NHWC Inception: same number up to float rounding, and the result says which mode ran
+    fast = tmp_path / "fast.json"
+    assert main(["eval", "--images", str(gen_dir), "--ref", str(stats), "--inception-weights", str(weights),
+                 "--json", str(fast), "--channels-last"]) == 0
+    res_fast = json.loads(fast.read_text())
+    assert res_fast["metrics"]["fid"]["value"] == pytest.approx(fid["value"], rel=1e-4)
+    assert res_fast["extractors"]["inception-v3-compat"]["channels_last"] is True
+    assert res["extractors"]["inception-v3-compat"]["channels_last"] is False
+    # a reference from other weights is refused
+    other = save_random_inception(tmp_path / "other.pth", seed=9)
+    assert main(["eval", "--images", str(gen_dir), "--ref", str(stats),
+                 "--inception-weights", str(other)]) == 1
+
+
+def test_cli_unknown_metric_and_missing_weights(tmp_path, capsys):
+    from sidbench.cli import main
+
+    gen_dir = tmp_path / "gen"
+    _write_pngs(gen_dir, _images(2, 0))
+    assert main(["eval", "--images", str(gen_dir), "--ref", "x.npz", "--metrics", "fid,kdi"]) == 1
+    assert "Did you mean 'kid'" in capsys.readouterr().err
+    assert main(["eval", "--images", str(gen_dir), "--ref", "x.npz", "--metrics", "fid"]) == 1
+    err = capsys.readouterr().err
+    assert "weights-inception-2015-12-05-6726825d.pth" in err and "6726825d" in err
+    assert main(["eval", "--images", str(gen_dir), "--ref", "x.npz", "--seed-sets"]) == 1
+    assert "--seed-sets needs --generator" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ generator ----
+
+def _tiny_generator(tmp_path):
+    from sidbench.nets.build import build_network
+    from sidbench.nets.native import save_network
+
+    config = {"class_name": "EDMPrecond", "init_kwargs": {
+        "img_resolution": 8, "img_channels": 3, "label_dim": 0, "use_fp16": False, "sigma_min": 0,
+        "sigma_max": "inf", "sigma_data": 0.5, "model_type": "SongUNet", "embedding_type": "positional",
+        "encoder_type": "standard", "decoder_type": "standard", "channel_mult_noise": 1,
+        "resample_filter": [1, 1], "model_channels": 16, "channel_mult": [1, 2], "num_blocks": 1,
+        "attn_resolutions": [], "augment_dim": 0, "dropout": 0.0}}
+    torch.manual_seed(0)
+    net = build_network(config).eval()
+    with torch.no_grad():  # wake up zero-initialised output layers so images depend on the net
+        for p in net.parameters():
+            p.add_(torch.randn_like(p) * 0.05)
+    save_network(net, config, tmp_path / "gen")
+    return net, tmp_path / "gen"
+
+
+def test_generator_source_image_i_depends_on_seed_i_only(tmp_path):
+    from sidbench.metrics.image_source import GeneratorImageSource, onestep_renderer
+
+    net, _ = _tiny_generator(tmp_path)
+    src = GeneratorImageSource(onestep_renderer(net), [7, 3, 11, 5, 2])
+    whole = torch.cat([imgs for _, imgs in src.batches(5, 0, 1)])
+    ones = torch.cat([imgs for _, imgs in src.batches(1, 0, 1)])
+    assert whole.dtype == torch.uint8 and whole.shape == (5, 3, 8, 8)
+    assert torch.equal(whole, ones)
+    assert torch.equal(src.load(np.array([2])), onestep_renderer(net)([11]))
+    assert src.describe()["seeds"] == "7,3,11,5,2"
+
+
+def test_cli_eval_generator_equals_eval_of_generated_files(tmp_path, weights):
+    from sidbench.cli import main
+
+    _, folder = _tiny_generator(tmp_path)
+    files = tmp_path / "imgs"
+    assert main(["generate", "--generator", str(folder), "--sampler", "onestep", "--num", "12",
+                 "--out", str(files)]) == 0
+    out_files, out_gen = tmp_path / "files.json", tmp_path / "gen.json"
+    common = ["--metrics", "is", "--inception-weights", str(weights), "--batch", "5"]
+    assert main(["eval", "--images", str(files), "--json", str(out_files), *common]) == 0
+    assert main(["eval", "--generator", str(folder), "--num", "12", "--json", str(out_gen), *common]) == 0
+    a, b = json.loads(out_files.read_text()), json.loads(out_gen.read_text())
+    assert a["metrics"]["is"]["value"] == b["metrics"]["is"]["value"]
+    assert b["images"]["seeds"] == "0-11" and b["metrics"]["is"]["num_images"] == 12
+
+
+def test_coco_protocols_crop_and_resize_every_image():
+    from PIL import Image
+
+    from sidbench.metrics.evaluate import _protocol_transform, resolve_protocols
+    from sidbench.metrics.image_source import TensorImageSource
+
+    t = _protocol_transform(resolve_protocols(["fid", "clip_score"], ["coco2014-fid30k-clean"]))
+    img = np.random.RandomState(0).randint(0, 256, (3, 40, 60), dtype=np.uint8)
+    out = t(img)
+    direct = Image.fromarray(img[:, :, 10:50].transpose(1, 2, 0).copy()).resize((256, 256), Image.LANCZOS)
+    np.testing.assert_array_equal(out, np.asarray(direct).transpose(2, 0, 1))
+    src = TensorImageSource(torch.from_numpy(img[None]))
+    src.transform = t
+    assert src.load(np.array([0])).shape == (1, 3, 256, 256)
+    assert _protocol_transform(resolve_protocols(["fid"], None)) is None
+    with pytest.raises(ConfigError, match="separate runs"):
+        _protocol_transform(resolve_protocols(["fid", "clip_score"], None))
+
+
+# ------------------------------------------------------------- 2 gloo processes ----
+
+def _eval_worker(rank, world, init_file, out_dir):
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                                         world_size=world)
+    try:
+        res = _run(_images(37, 0), _images(29, 1, shift=30), 4)
+        Path(out_dir, f"rank{rank}.json").write_text(json.dumps(res["metrics"], sort_keys=True))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_two_processes_give_the_single_process_numbers(tmp_path):
+    """Each rank extracts images i % 2 == rank; all-reduced statistics give identical metrics."""
+    single = _run(_images(37, 0), _images(29, 1, shift=30), 16)["metrics"]
+    torch.multiprocessing.spawn(_eval_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2,
+                                join=True)
+    for rank in (0, 1):
+        got = json.loads((tmp_path / f"rank{rank}.json").read_text())
+        for key in ("fid", "is", "kid", "precision", "recall"):
+            assert got[key]["value"] == single[key]["value"], key
+            assert got[key]["num_images"] == 37
+
+
+def test_clip_score_through_evaluate(tmp_path):
+    """CLIP score: 256 center crop, open_clip preprocessing, prefixed captions, mean cosine."""
+    import open_clip
+    from PIL import Image
+
+    from sidbench.metrics.evaluate import evaluate
+    from sidbench.metrics.extractors.clip import ClipExtractor
+
+    cfg = {"embed_dim": 8, "vision_cfg": {"image_size": 32, "layers": 1, "width": 16, "head_width": 8,
+                                          "patch_size": 16},
+           "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 16, "heads": 2, "layers": 1}}
+    (tmp_path / "cfg").mkdir()
+    (tmp_path / "cfg" / "sidbench-tiny-clip-eval.json").write_text(json.dumps(cfg))
+    open_clip.add_model_config(tmp_path / "cfg")
+    torch.manual_seed(1)
+    model, _, preprocess = open_clip.create_model_and_transforms("sidbench-tiny-clip-eval", pretrained=None)
+    torch.save(model.state_dict(), tmp_path / "clip.pt")
+    ext = ClipExtractor("sidbench-tiny-clip-eval", tmp_path / "clip.pt")
+    images = _images(4, 3)[:, :, :, :6].repeat(1, 1, 4, 4)  # 32 x 24: not square
+    captions = ["a", "b c", "dog", "an image of four words"]
+    res = evaluate(images, metrics="clip_score", extractors={"open-clip-vitg14": ext}, captions=captions)
+    cs = res["metrics"]["clip_score"]
+    tok = open_clip.get_tokenizer("sidbench-tiny-clip-eval")
+    crops = [Image.fromarray(im.permute(1, 2, 0).numpy()[4:28]).resize((256, 256), Image.LANCZOS)
+             for im in images]
+    with torch.no_grad():
+        ie = model.eval().encode_image(torch.stack([preprocess(c) for c in crops]))
+        te = model.encode_text(tok(["A photo depicts " + c for c in captions]))
+    direct = torch.nn.functional.cosine_similarity(ie.double(), te.double()).mean().item()
+    assert cs["value"] == pytest.approx(direct, rel=1e-6)
+    assert cs["protocol"]["name"] == "clip-score-vitg14" and cs["text_prefix"] == "A photo depicts "
+    assert res["images"]["transform"] == "center-crop+lanczos-256"
+    with pytest.raises(ConfigError, match="captions"):
+        evaluate(images, metrics="clip_score", extractors={"open-clip-vitg14": ext})
+
+
+def test_seed_sets_keep_every_value_and_apply_the_headline_rule(tmp_path):
+    from sidbench.metrics.evaluate import evaluate, evaluate_seed_sets
+    from sidbench.metrics.image_source import GeneratorImageSource, onestep_renderer
+
+    net, _ = _tiny_generator(tmp_path)
+    render = onestep_renderer(net)
+    tiny = {"inception-v3-compat": TinyExtractor()}
+    ref = _images(30, 1)
+    sets = [(0, 11), (12, 23), (24, 35)]
+    res = evaluate_seed_sets(render, sets, ref, "fid,is", extractors=tiny, options={"is": {"splits": 3}})
+    singles = [evaluate(GeneratorImageSource(render, range(a, b + 1)), ref, "fid,is", extractors=tiny,
+                        options={"is": {"splits": 3}})["metrics"] for a, b in sets]
+    fid, isc = res["metrics"]["fid"], res["metrics"]["is"]
+    assert fid["values"] == [s["fid"]["value"] for s in singles]
+    assert fid["headline"] == "min" and fid["value"] == min(fid["values"]) and fid["num_images"] == 36
+    assert isc["headline"] == "mean" and isc["value"] == pytest.approx(np.mean(isc["values"]))
+    assert len(set(fid["values"])) == 3  # different seeds, different images
