@@ -30,6 +30,7 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", fsync: bool = True) -
     fd, tmp_name = tempfile.mkstemp(prefix=f".{final.name}.", suffix=suffix + ".tmp", dir=final.parent)
     os.close(fd)
     tmp = Path(tmp_name)
+    os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; final files get normal permissions
     try:
         yield tmp
         if fsync:
@@ -40,6 +41,16 @@ def atomic_path(path: str | os.PathLike, suffix: str = "", fsync: bool = True) -
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
         raise
+
+
+def _read_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
+
+
+# Read once at import: os.umask is process-wide, and toggling it from writer threads would race.
+_UMASK = _read_umask()
 
 
 def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:

@@ -20,7 +20,8 @@ def _table(registry: Registry) -> Table:
     for col in ("name", "version", "source", "about"):
         table.add_column(col)
     for name, obj in registry.items():
-        about = (getattr(obj, "description", "") or "").splitlines()[0] if getattr(obj, "description", "") else ""
+        description = getattr(obj, "description", "") or ""
+        about = description.splitlines()[0] if description else ""
         table.add_row(name, str(getattr(obj, "version", "?")), registry.source(name), about)
     for name, broken in sorted(registry.broken.items()):
         table.add_row(name, "-", broken.source, f"[red]BROKEN: {broken.error}")

@@ -1,0 +1,1 @@
+"""End-to-end workflows composed from the harness's layers (generate -> evaluate -> record)."""
