@@ -1,0 +1,100 @@
+"""The small teacher trainer: learning on toy2d (against the exact denoiser), determinism, outputs, errors."""
+
+import json
+
+import pytest
+import torch
+
+from sidbench.errors import ConfigError
+from sidbench.nets.build import build_network
+from sidbench.nets.native import load_network
+from sidbench.suites.toy2d import TEACHER_NETWORK, make_mixture
+from sidbench.train.teacher import train_teacher
+
+
+@pytest.fixture(scope="module")
+def toy_teacher(tmp_path_factory):
+    out = tmp_path_factory.mktemp("toy-teacher")
+    summary = train_teacher("toy2d", out, kimg=100, seed=0, progress=False)
+    return summary, out
+
+
+def test_toy2d_loss_decreases(toy_teacher):
+    summary, _ = toy_teacher
+    first, last = summary.loss_curve[0][1], summary.loss_curve[-1][1]
+    assert summary.steps == 391  # ceil(100_000 / 256)
+    assert summary.loss_last < 0.95 * summary.loss_first
+    assert last < 0.95 * first
+
+
+def _denoiser_error(net, mixture, sigma, n=2000):
+    g = torch.Generator().manual_seed(123)
+    x0 = mixture.sample(n, g)
+    x = x0 + sigma * torch.randn(x0.shape, generator=g)
+    with torch.no_grad():
+        return float((net(x, torch.full([n], sigma)) - mixture.denoise(x, sigma)).square().mean().sqrt())
+
+
+@pytest.mark.parametrize("sigma", [0.2, 0.3, 0.5])
+def test_trained_toy2d_denoiser_approaches_the_exact_one(toy_teacher, sigma):
+    """At the noise levels where the mixture's structure matters, training cuts the error at least in half."""
+    _, out = toy_teacher
+    mixture = make_mixture()
+    trained = load_network(out)
+    torch.manual_seed(0)
+    untrained = build_network(TEACHER_NETWORK).eval()
+    err_trained = _denoiser_error(trained, mixture, sigma)
+    err_untrained = _denoiser_error(untrained, mixture, sigma)
+    assert err_trained < 0.5 * err_untrained
+
+
+def test_outputs_and_training_json(toy_teacher):
+    summary, out = toy_teacher
+    record = json.loads((out / "training.json").read_text())
+    assert record["suite"] == "toy2d" and record["seed"] == 0 and record["steps"] == summary.steps
+    assert record["config"]["training"]["batch_size"] == 256
+    assert record["config"]["network"]["init_kwargs"]["model_type"] == "MLPDenoiser"
+    assert len(record["loss_curve"]) == 20 and record["wall_time_s"] > 0
+    net = load_network(out)
+    assert net.img_channels == 2 and net.img_resolution == 1
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(path / "network.safetensors"))
+
+
+@pytest.mark.parametrize("suite,kimg", [("toy2d", 2), ("digits", 0.064)])
+def test_same_seed_gives_identical_weights(tmp_path, suite, kimg):
+    a, b, c = (tmp_path / n for n in "abc")
+    train_teacher(suite, a, kimg=kimg, seed=5, progress=False)
+    train_teacher(suite, b, kimg=kimg, seed=5, progress=False)
+    train_teacher(suite, c, kimg=kimg, seed=6, progress=False)
+    wa, wb, wc = _weights(a), _weights(b), _weights(c)
+    assert wa.keys() == wb.keys()
+    assert all(torch.equal(wa[k], wb[k]) for k in wa)
+    assert not all(torch.equal(wa[k], wc[k]) for k in wa)
+
+
+def test_cli_trains_and_reports(tmp_path, capsys):
+    from sidbench.cli import main
+
+    assert main(["train-teacher", "--suite", "toy2d", "--out", str(tmp_path), "--kimg", "1", "--batch", "64",
+                 "--lr", "1e-3", "--seed", "3"]) == 0
+    assert "trained toy2d teacher" in capsys.readouterr().out
+    record = json.loads((tmp_path / "training.json").read_text())
+    assert record["batch_size"] == 64 and record["steps"] == 16 and record["seed"] == 3
+
+
+def test_suite_without_trainable_teacher_is_refused(tmp_path):
+    with pytest.raises(ConfigError, match="no teacher that sidbench trains"):
+        train_teacher("cifar10-uncond", tmp_path, kimg=1, progress=False)
+
+
+def test_bad_settings_are_refused(tmp_path):
+    with pytest.raises(ConfigError, match="must be positive"):
+        train_teacher("toy2d", tmp_path, kimg=0, progress=False)
+    with pytest.raises(ConfigError, match="ema_halflife_kimg"):
+        train_teacher("toy2d", tmp_path, kimg=1, progress=False, overrides={"ema_halflife": 1})
+    assert not (tmp_path / "network.json").exists()
