@@ -127,5 +127,6 @@ def asset_report() -> list[dict[str, str]]:
     rows = []
     for asset in ASSETS.values():
         path = cache_dir() / asset.filename
-        rows.append({"name": asset.name, "path": str(path), "status": "found" if path.is_file() else "missing"})
+        status = "found" if path.is_file() else "missing"
+        rows.append({"name": asset.name, "path": str(path), "status": status})
     return rows

@@ -44,7 +44,8 @@ class Registry(Generic[T]):
 
     def register(self, name: str, obj: T, source: str = "sidbench") -> T:
         if name in self._items and self._items[name] is not obj:
-            raise ConfigError(f"{self.kind} '{name}' is registered twice ({self._sources[name]} and {source})")
+            raise ConfigError(
+                f"{self.kind} '{name}' is registered twice ({self._sources[name]} and {source})")
         self._items[name] = obj
         self._sources[name] = source
         return obj

@@ -23,7 +23,8 @@ def test_env_json_runs(capsys):
 
 
 def test_user_error_is_one_line_without_traceback(capsys, tmp_path):
-    rc = main(["generate", "--teacher", str(tmp_path / "missing"), "--num", "2", "--out", str(tmp_path / "o")])
+    rc = main(["generate", "--teacher", str(tmp_path / "missing"), "--num", "2",
+               "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err
     assert rc == 1
     assert err.startswith("sidbench generate: error:") and err.count("\n") == 1
