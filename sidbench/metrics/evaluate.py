@@ -268,6 +268,7 @@ def evaluate(
             r = ref_stats[(p.extractor, p.feature_key)]
             res = kid(g.features(), r.features(), num_subsets=int(opts.get("num_subsets", 100)),
                       subset_size=int(opts.get("subset_size", 1000)), degree=int(opts.get("degree", 3)),
+                      gamma=None if opts.get("gamma") is None else float(opts["gamma"]),
                       coef0=float(opts.get("coef0", 1.0)), seed=int(opts.get("seed", 2020)))
             result_metrics["kid"] = {**common, "value": res.mean, "std": res.std,
                                      "num_subsets": len(res.values),

@@ -124,8 +124,11 @@ _ALL = (
        "Inception-style score from the digits classifier's 10 logits, 10 splits in index order (max 10)",
        "sidbench embedded suite", lower_is_better=False, mode="sid", splits=10, seed_sets=((0, 1_999),)),
     _p("digits-kid", "1.0.0", "kid", "digits-classifier", "features", 2_000,
-       "KID in the digits classifier's feature space, 100 subsets of 1,000 by RandomState(2020)",
-       "sidbench embedded suite", num_subsets=100, subset_size=1000, degree=3, coef0=1.0, seed=2020,
+       "KID in the digits classifier's feature space, 100 subsets of 1,000 by RandomState(2020); kernel "
+       "(x.y / 4096 + 1)^3: the classifier's features have mean squared norm ~4.6e3 (x.y/d ~ 14), where the "
+       "usual 1/d scale makes the cubic kernel's variance swamp the MMD",
+       "sidbench embedded suite", num_subsets=100, subset_size=1000, degree=3, gamma=1 / 4096, coef0=1.0,
+       seed=2020,
        seed_sets=((0, 1_999),)),
     _p("digits-pr", "1.0.0", "pr", "digits-classifier", "features", 2_000,
        "Precision/recall, k=3 manifolds in the digits classifier's feature space vs all 1,797 digits",

@@ -63,8 +63,8 @@ def quickstart(out_dir: str | os.PathLike = "runs/quickstart", *, suite: str = "
     seeds = list(range(num_images))
     reference = DigitsDataset(resolution=s.resolution)
 
-    rows = [Row(f"teacher Heun {s.teacher.heun_steps} steps", s.teacher.heun_steps),
-            Row(f"teacher Heun {few_steps} steps", few_steps)]
+    rows = [Row(f"teacher heun-{s.teacher.heun_steps}", s.teacher.heun_steps),
+            Row(f"teacher heun-{few_steps}", few_steps)]
     records = []
     for row in rows:
         images = out / f"heun{row.num_steps}"
