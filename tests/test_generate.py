@@ -42,15 +42,6 @@ class GaussDenoiser(torch.nn.Module):
         return (m + (x - m) * s2 / (s2 + sigma**2)).to(torch.float32)
 
 
-@pytest.fixture(autouse=True)
-def _one_torch_thread():
-    """Small convolutions run far slower with 2 threads on a loaded 2-core machine; restore after."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def pngs(folder: Path) -> dict[str, bytes]:
     return {p.name: p.read_bytes() for p in sorted(folder.glob("*.png"))}
 

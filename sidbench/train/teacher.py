@@ -84,10 +84,9 @@ def digits_source(resolution: int = 16) -> TensorSource:
     from sidbench.data.digits import DigitsDataset
 
     ds = DigitsDataset(resolution=resolution)
-    images = np.stack([ds[i][0] for i in range(len(ds))])
-    x = torch.from_numpy(images).to(torch.float32) / 127.5 - 1.0
-    labels = torch.from_numpy(ds.labels) if ds.labels is not None else None
-    return TensorSource(x, labels, ds.label_dim)
+    images, labels = ds.arrays()  # all images in file order (read-only views: torch.tensor copies)
+    x = torch.tensor(images, dtype=torch.float32) / 127.5 - 1.0
+    return TensorSource(x, torch.tensor(labels), ds.label_dim)
 
 
 def toy2d_source() -> MixtureSource:

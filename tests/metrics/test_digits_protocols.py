@@ -1,6 +1,5 @@
 """The embedded suite's protocols run through `evaluate` with their pinned options."""
 
-import numpy as np
 import pytest
 import torch
 
@@ -14,7 +13,7 @@ from sidbench.metrics.protocols import get_protocol
 @pytest.fixture(scope="module")
 def digits():
     ds = DigitsDataset(resolution=16)
-    return ds, torch.from_numpy(np.stack([ds[i][0] for i in range(len(ds))]))
+    return ds, torch.tensor(ds.arrays()[0])
 
 
 def test_digits_kid_uses_its_pinned_kernel_scale(digits):

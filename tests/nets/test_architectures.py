@@ -19,15 +19,6 @@ from sidbench.nets.layers import Conv2d, GroupNorm, Linear, PositionalEmbedding,
 from sidbench.nets.songunet import SongUNet
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and much faster on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 def n_params(net: torch.nn.Module) -> int:
     return sum(p.numel() for p in net.parameters())
 

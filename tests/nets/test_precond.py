@@ -12,15 +12,6 @@ from sidbench.errors import ConfigError
 from sidbench.nets import EDMPrecond, build_network, network_config, preset_config
 from sidbench.nets import precond as precond_module
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models: one intra-op thread is fastest, and much faster on a shared machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 SIGMAS = [0.02, 0.7, 40.0]
 
 
