@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sidbench import images as imgio
@@ -289,7 +290,7 @@ def generate(
 
             for lo in range(0, len(pending), batch_size):
                 batch = pending[lo : lo + batch_size]
-                uint8 = _generate_batch(net, batch, sampler, device, class_idx, heun, sigma_init)
+                uint8 = render_seeds(net, batch, sampler, device, class_idx, heun, sigma_init)
                 drain()  # the previous batch's files, written while this one was sampled
                 for seed, image in zip(batch, uint8, strict=True):
                     path = folder / imgio.seed_filename(seed)
@@ -309,12 +310,18 @@ def generate(
 
 
 @torch.no_grad()
-def _generate_batch(net, seeds, sampler, device, class_idx, heun, sigma_init):
-    """uint8 [B, C, H, W] numpy images for `seeds`, each from its own generator."""
+def render_seeds(net: torch.nn.Module, seeds: Sequence[int], sampler: str = "heun",
+                 device: str | torch.device = "cpu", class_idx: int | None = None,
+                 heun: dict[str, Any] | None = None, sigma_init: float = 2.5) -> np.ndarray:
+    """uint8 [B, C, H, W] numpy images for `seeds`, each from its own generator.
+
+    The one place that turns seeds into images: `generate` writes them, and the metrics'
+    on-the-fly generator source evaluates them without touching the disk.
+    """
     shape = [net.img_channels, net.img_resolution, net.img_resolution]
     latents, labels, rng = latents_and_labels(seeds, shape, int(net.label_dim or 0), device, class_idx)
     if sampler == "heun":
-        x = edm_sampler(net, latents, labels, randn_like=rng.randn_like, **heun)
+        x = edm_sampler(net, latents, labels, randn_like=rng.randn_like, **(heun or {}))
     else:
         x = onestep_generate(net, latents, labels, sigma_init=sigma_init)
     return imgio.quantize(x).cpu().numpy()

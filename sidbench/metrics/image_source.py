@@ -199,15 +199,10 @@ Render = Callable[[Sequence[int]], torch.Tensor]
 def onestep_renderer(net, sigma_init: float = 2.5, device: str | torch.device = "cpu",
                      class_idx: int | None = None) -> Render:
     """seeds -> uint8 images of a one-step generator (SiD convention: G(sigma_init * z, sigma_init))."""
-    from sidbench.images import quantize
-    from sidbench.nets.sampler import onestep_generate
-    from sidbench.nets.seeds import latents_and_labels
-
-    shape = [net.img_channels, net.img_resolution, net.img_resolution]
+    from sidbench.generate import render_seeds
 
     def render(seeds: Sequence[int]) -> torch.Tensor:
-        z, labels, _ = latents_and_labels(seeds, shape, net.label_dim, device=device, class_idx=class_idx)
-        return quantize(onestep_generate(net, z, labels, sigma_init=sigma_init)).cpu()
+        return torch.from_numpy(render_seeds(net, seeds, "onestep", device, class_idx, sigma_init=sigma_init))
 
     return render
 
