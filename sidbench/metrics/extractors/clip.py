@@ -18,12 +18,8 @@ from PIL import Image
 
 from sidbench.errors import AssetError, CheckpointError
 from sidbench.fileio import sha256_file
-from sidbench.metrics.extractors.base import (
-    FeatureExtractor,
-    load_state_dict_safely,
-    tf32_disabled,
-    verify_weights,
-)
+from sidbench.metrics.extractors.base import FeatureExtractor, tf32_disabled
+from sidbench.weights import load_state_dict_safely, verify_weights
 
 DEFAULT_PREFIX = "A photo depicts "
 

@@ -14,7 +14,8 @@ import os
 import torch
 
 from sidbench.errors import CheckpointError
-from sidbench.metrics.extractors.base import FeatureExtractor, load_verified_weights
+from sidbench.metrics.extractors.base import FeatureExtractor
+from sidbench.weights import load_verified_weights
 
 TORCH_FIDELITY_NAME = "inception-v3-compat"
 

@@ -11,7 +11,8 @@ import os
 
 import torch
 
-from sidbench.metrics.extractors.base import FeatureExtractor, verify_weights
+from sidbench.metrics.extractors.base import FeatureExtractor
+from sidbench.weights import verify_weights
 
 
 class VGG16(FeatureExtractor):
