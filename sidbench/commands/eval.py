@@ -56,7 +56,7 @@ def _weights(args: argparse.Namespace) -> dict[str, str | None]:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    import sidbench.metrics.distributed as distributed
+    import sidbench.distributed as distributed
     from sidbench.fileio import atomic_write_json
     from sidbench.metrics.evaluate import evaluate, parse_metrics
 

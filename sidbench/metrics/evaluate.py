@@ -113,7 +113,7 @@ def extract_stats(source: ImageSource, extractors: Mapping[str, FeatureExtractor
     stats = {(name, key): FeatureStats(keep_features=keep)
              for name, need in needs.items() for key, keep in need.keep.items()}
     if rank is None or world is None:
-        import sidbench.metrics.distributed as distributed
+        import sidbench.distributed as distributed
 
         rank, world = distributed.rank(), distributed.world_size()
     total = len(source.shard(rank, world))
@@ -399,7 +399,7 @@ def compute_reference(
         "extractor_info": info, "num_images": stats.num, "dataset": desc.get("dataset", desc.get("kind")),
         "dataset_info": desc, "dataset_sha256": desc.get("dataset_sha256"), "cov": "unbiased",
     }
-    import sidbench.metrics.distributed as distributed
+    import sidbench.distributed as distributed
 
     if distributed.rank() == 0:
         save_reference(out_npz, stats, meta, unbiased=True)

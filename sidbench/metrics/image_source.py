@@ -80,7 +80,7 @@ class ImageSource:
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if rank is None or world is None:
-            import sidbench.metrics.distributed as distributed
+            import sidbench.distributed as distributed
 
             rank, world = distributed.rank(), distributed.world_size()
         idx = self.shard(rank, world)

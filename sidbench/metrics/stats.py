@@ -141,7 +141,7 @@ class FeatureStats:
 
     def all_reduce(self) -> FeatureStats:
         """Sum the statistics of every process (no-op without an initialised process group)."""
-        from sidbench.metrics import distributed
+        from sidbench import distributed
 
         if not distributed.is_initialized() or distributed.world_size() == 1:
             return self

@@ -1,4 +1,4 @@
-"""Thin torch.distributed helpers for metric statistics (gloo on CPU, NCCL on GPU).
+"""Thin torch.distributed helpers (gloo on CPU, NCCL on GPU) shared by metrics, generation and training.
 
 Every helper is a no-op (identity) without an initialised process group, so the same metric
 code runs in one process and under torchrun.
