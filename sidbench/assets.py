@@ -17,8 +17,9 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from sidbench.errors import AssetError
+from sidbench.errors import AssetError, ConfigError
 from sidbench.fileio import sha256_file
+from sidbench.registry import suggest
 
 _EDM = "https://nvlabs-fi-cdn.nvidia.com/edm"
 
@@ -97,9 +98,32 @@ ASSETS: dict[str, Asset] = {
 }
 
 
+def get_asset(name: str) -> Asset:
+    """The catalogue entry `name` (close-match suggestion when unknown)."""
+    try:
+        return ASSETS[name]
+    except KeyError:
+        raise ConfigError(f"unknown asset '{name}'.{suggest(name, list(ASSETS))}",
+                          hint="`sidbench env` lists the known assets") from None
+
+
 def cache_dir() -> Path:
     """The folder searched for assets by file name."""
     return Path(os.environ.get("SIDBENCH_CACHE", Path.home() / ".cache" / "sidbench")).expanduser()
+
+
+def converted_dir(name: str) -> Path:
+    """Where the native folder converted from pickle asset `name` is looked for.
+
+    `$SIDBENCH_CACHE/<file name without .pkl>/`, the folder `sidbench convert FILE.pkl
+    --trust-pickle -o DIR` should write, e.g. `edm-cifar10-32x32-uncond-vp/network.json`.
+    """
+    return cache_dir() / Path(get_asset(name).filename).stem
+
+
+def pinned_hash(asset: Asset) -> str:
+    """The pinned digest as the user should see it: full, 'prefix...', or 'not pinned'."""
+    return asset.sha256 or (f"{asset.sha256_prefix}..." if asset.sha256_prefix else "not pinned")
 
 
 def resolve_asset(name: str, path: str | os.PathLike | None = None, verify: bool = True) -> Path:
@@ -107,10 +131,10 @@ def resolve_asset(name: str, path: str | os.PathLike | None = None, verify: bool
 
     Raises `AssetError` naming the file, where it is published and its hash.
     """
-    asset = ASSETS[name]
+    asset = get_asset(name)
     candidate = Path(path).expanduser() if path is not None else cache_dir() / asset.filename
     if not candidate.is_file():
-        pinned = asset.sha256 or (f"{asset.sha256_prefix}..." if asset.sha256_prefix else "not pinned")
+        pinned = pinned_hash(asset)
         where = "" if path is not None else f" (searched $SIDBENCH_CACHE={cache_dir()})"
         raise AssetError(
             f"{asset.description}: file {candidate} not found{where}",

@@ -1,8 +1,11 @@
-"""Shared test settings: deterministic CPU torch, quiet progress bars."""
+"""Shared test settings: deterministic CPU torch, quiet progress bars, no downloads."""
 
 import os
 
 os.environ.setdefault("SIDBENCH_NO_PROGRESS", "1")
+# Hugging Face libraries (the t2i extra) must never reach the network from a test: a test that
+# passes a hub id instead of a local folder fails at once instead of waiting on a download.
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -16,30 +16,7 @@ from sidbench import images as imgio
 from sidbench.errors import ConfigError, DatasetError, SidbenchError
 from sidbench.generate import MANIFEST, generate
 from sidbench.nets.sampler import edm_sampler
-
-
-class GaussDenoiser(torch.nn.Module):
-    """Exact denoiser of N(m_class, s^2 I) data; the preconditioned-denoiser interface."""
-
-    def __init__(self, res=4, ch=3, label_dim=0, mean=0.1, std=0.5):
-        super().__init__()
-        self.img_resolution, self.img_channels, self.label_dim = res, ch, label_dim
-        self.sigma_min, self.sigma_max, self.sigma_data = 0.0, math.inf, 0.5
-        self.register_buffer("mean", torch.tensor(mean, dtype=torch.float64))
-        self.register_buffer("std", torch.tensor(std, dtype=torch.float64))
-
-    def round_sigma(self, sigma):
-        return torch.as_tensor(sigma)
-
-    def forward(self, x, sigma, class_labels=None, force_fp32=False, **kwargs):
-        x = x.to(torch.float64)
-        sigma = torch.as_tensor(sigma, dtype=torch.float64).reshape(-1, 1, 1, 1)
-        m = self.mean
-        if class_labels is not None:
-            m = m + (class_labels.double() @ torch.linspace(-0.9, 0.9, self.label_dim, dtype=torch.float64))
-            m = m.reshape(-1, 1, 1, 1)
-        s2 = self.std**2
-        return (m + (x - m) * s2 / (s2 + sigma**2)).to(torch.float32)
+from tests.generate._nets import GaussDenoiser
 
 
 def pngs(folder: Path) -> dict[str, bytes]:
@@ -138,13 +115,13 @@ def test_zip_output_complete_and_resumable(tmp_path, fresh, monkeypatch):
 
 
 def test_full_disk_while_packing_zip(tmp_path, fresh, monkeypatch):
-    import sidbench.generate as gen
+    from sidbench.generate import zipout
 
-    def no_space(*args):
+    def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
     out = tmp_path / "imgs.zip"
-    monkeypatch.setattr(gen, "_pack_zip", no_space)
+    monkeypatch.setattr(zipout, "pack_zip", no_space)
     with pytest.raises(SidbenchError, match="10 of 10"):
         run(out)
     assert not out.exists() and len(imgio.done_seeds(Path(f"{out}.partial"))) == 10
@@ -329,3 +306,22 @@ def test_cli_generate_onestep_and_errors(tmp_path, capsys):
     assert main([*teacher, "--num", "1", "--out", str(tmp_path / "z")]) == 0
     assert "35 NFE" in capsys.readouterr().out  # EDM's 18 steps by default at 8x8
     assert main(["generate", "--teacher", str(tmp_path / "nothing"), "--num", "1", "--out", str(out)]) == 1
+
+
+def test_cli_bad_numbers_are_one_line_errors(tmp_path, capsys):
+    """The issue's black-image settings, through the CLI: exit 1, one line, nothing written."""
+    from sidbench.cli import main
+
+    _, folder = tiny_songunet(tmp_path)
+    out = tmp_path / "imgs"
+    base = ["generate", "--teacher", str(folder), "--out", str(out)]
+    cases = [(["--num", "2", "--sigma-min", "0"], "sigma_min"),
+             (["--num", "2", "--sigma-max", "nan"], "sigma_max"),
+             (["--num", "2", "--sampler", "onestep", "--sigma-init", "nan"], "sigma_init"),
+             (["--num", "2", "--rho", "0"], "rho"), (["--num", "2", "--rho", "-7"], "rho"),
+             (["--seeds", "0-99999999999999"], "out of range"), (["--seeds", "-5"], "negative")]
+    for extra, words in cases:
+        assert main([*base, *extra]) == 1, extra
+        err = capsys.readouterr().err.strip()
+        assert words in err and len(err.splitlines()) == 1 and "Traceback" not in err, (extra, err)
+    assert not out.exists()

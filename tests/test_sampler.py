@@ -6,7 +6,15 @@ import pytest
 import torch
 
 from sidbench.errors import ConfigError
-from sidbench.nets.sampler import edm_sampler, edm_time_steps, heun_nfe, onestep_generate
+from sidbench.nets.sampler import (
+    MAX_STEPS,
+    check_sampler_settings,
+    default_steps,
+    edm_sampler,
+    edm_time_steps,
+    heun_nfe,
+    onestep_generate,
+)
 from sidbench.nets.seeds import latents_and_labels
 
 
@@ -200,3 +208,57 @@ def test_onestep_without_augment_passes_no_augment_labels():
     net = GaussDenoiser()
     onestep_generate(net, torch.randn(1, 3, 4, 4))
     assert "augment_labels" not in net.calls[0][2]
+
+
+def test_check_sampler_settings_defaults_and_types():
+    settings = check_sampler_settings()
+    assert settings == {"num_steps": 18, "sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0, "S_churn": 0.0,
+                        "S_min": 0.0, "S_max": math.inf, "S_noise": 1.0, "sigma_init": 2.5}
+    import numpy as np
+
+    got = check_sampler_settings(np.int64(4), np.float32(0.5), 10, 3, S_max=50)
+    assert type(got["num_steps"]) is int and all(type(got[k]) is float for k in got if k != "num_steps")
+    assert check_sampler_settings(1, sampler="onestep")["num_steps"] == 1  # steps matter only to Heun
+    assert check_sampler_settings(S_churn=40, S_min=0.05, S_max=50, S_noise=1.003)["S_noise"] == 1.003
+
+
+NAN, INF = math.nan, math.inf
+BAD_SETTINGS = [
+    ("num_steps", 1), ("num_steps", MAX_STEPS + 1), ("num_steps", 3.0), ("num_steps", None),
+    ("sigma_min", 0), ("sigma_min", -1e-3), ("sigma_min", NAN), ("sigma_min", INF), ("sigma_min", "0.002"),
+    ("sigma_max", NAN), ("sigma_max", INF), ("sigma_max", 0.001), ("sigma_max", False),
+    ("rho", 0), ("rho", -7), ("rho", NAN), ("rho", INF),
+    ("S_churn", -1), ("S_churn", NAN), ("S_min", -0.1), ("S_min", INF), ("S_max", NAN), ("S_max", -INF),
+    ("S_max", -1), ("S_noise", -1), ("S_noise", NAN), ("sigma_init", 0), ("sigma_init", NAN),
+    ("sigma_init", -INF), ("sampler", "euler"),
+]
+
+
+@pytest.mark.parametrize(("name", "value"), BAD_SETTINGS)
+def test_check_sampler_settings_refuses(name, value):
+    with pytest.raises(ConfigError) as info:
+        check_sampler_settings(**{name: value})
+    assert info.value.hint and (name in str(info.value) or name == "sampler")
+
+
+def test_samplers_check_their_settings():
+    net = GaussDenoiser()
+    with pytest.raises(ConfigError, match="S_noise"):
+        edm_sampler(net, torch.randn(1, 3, 4, 4), num_steps=3, S_churn=1.0, S_noise=NAN)
+    with pytest.raises(ConfigError, match="rho"):
+        edm_time_steps(net, 4, rho=0.0)
+    with pytest.raises(ConfigError, match="sigma_init"):
+        onestep_generate(net, torch.randn(1, 3, 4, 4), sigma_init=0.0)
+
+
+def test_network_range_leaving_no_noise_levels_refused():
+    net = GaussDenoiser(sigma_min=0.5, sigma_max=1.0)
+    with pytest.raises(ConfigError, match="network supports sigma 0.5..1"):
+        edm_time_steps(net, 4, sigma_min=2.0, sigma_max=80.0)
+    t = edm_time_steps(net, 4, sigma_min=0.002, sigma_max=80.0)  # clamping alone is fine
+    assert float(t[0]) == pytest.approx(1.0) and float(t[3]) == pytest.approx(0.5)
+
+
+def test_default_steps_follow_edm():
+    assert [default_steps(r) for r in (8, 32, 64, 512)] == [18, 18, 40, 40]
+    assert heun_nfe(default_steps(32)) == 35 and heun_nfe(default_steps(64)) == 79

@@ -1,12 +1,24 @@
 """Seed lists and EDM's per-image random streams (latent, then class, then sampler noise)."""
 
+import time
+
+import numpy as np
 import pytest
 import torch
 from hypothesis import given
 from hypothesis import strategies as st
 
 from sidbench.errors import ConfigError
-from sidbench.nets.seeds import StackedRandomGenerator, format_seeds, latents_and_labels, parse_seeds
+from sidbench.nets.seeds import (
+    MAX_SEED,
+    MAX_SEEDS,
+    StackedRandomGenerator,
+    check_class_idx,
+    format_seeds,
+    latents_and_labels,
+    parse_seeds,
+    resolve_seeds,
+)
 
 
 @pytest.mark.parametrize(
@@ -30,14 +42,55 @@ def test_parse_seeds_edm_range():
     assert len(seeds) == 50000 and seeds[0] == 0 and seeds[-1] == 49999
 
 
-BAD = ["", "a", "1,,2", "1-", "-3", "5-2", "1.5", "0-3,2", "1-2-3", "0x10", [1, 1], [-1]]
+BAD = ["", "a", "1,,2", "1-", "-3", "5-2", "1.5", "0-3,2", "1-2-3", "0x10", [1, 1], [-1],
+       # beyond EDM's 32-bit seeds, and lists too long to build
+       str(MAX_SEED + 1), f"0-{MAX_SEED + 1}", "0-99999999999999", "9" * 5000, [MAX_SEED + 1],
+       f"0-{MAX_SEEDS}", f"0-{MAX_SEEDS // 2},{MAX_SEEDS}-{MAX_SEEDS * 2}", range(MAX_SEEDS + 1),
+       range(10**14), [1.5], [True], ["3"], [None], "0-10,5", " - 4", "3--4"]
 
 
-@pytest.mark.parametrize("spec", BAD)
+@pytest.mark.parametrize("spec", BAD, ids=lambda s: repr(s)[:30])
 def test_parse_seeds_errors(spec):
+    start = time.perf_counter()
     with pytest.raises(ConfigError) as info:
         parse_seeds(spec)
-    assert info.value.hint
+    assert time.perf_counter() - start < 0.5  # refused without building a giant list
+    assert info.value.hint and "\n" not in str(info.value) and len(str(info.value)) < 300
+
+
+@pytest.mark.parametrize(("spec", "words"), [
+    ("-3", "negative"), ([4, -1], "negative"), (str(2**32), "out of range"), ([2**40], "out of range"),
+    ("0-99999999999999", "out of range"), (f"0-{MAX_SEEDS}", "more than"), ("1,2,1", "seed 1 appears"),
+])
+def test_parse_seeds_error_says_why(spec, words):
+    with pytest.raises(ConfigError, match=words):
+        parse_seeds(spec)
+
+
+def test_largest_seeds_accepted():
+    assert parse_seeds(f"{MAX_SEED - 1}-{MAX_SEED}") == [MAX_SEED - 1, MAX_SEED]
+    assert len(parse_seeds(f"0-{MAX_SEEDS - 1}")) == MAX_SEEDS
+    assert parse_seeds(np.arange(3)) == [0, 1, 2] and parse_seeds("007") == [7]
+
+
+def test_resolve_seeds():
+    assert resolve_seeds(None, 3) == [0, 1, 2]
+    assert resolve_seeds("5-7", 3) == resolve_seeds("5-7", None) == [5, 6, 7]
+    assert resolve_seeds([9, 4], None) == [9, 4]
+    for seeds, num, words in [("5-7", 4, "--num is 4"), (None, None, "no seeds"), (None, 0, ">= 1"),
+                              (None, -2, ">= 1"), (None, True, "whole number"), (None, 2.0, "whole number"),
+                              (None, MAX_SEEDS + 1, "more than"), ("-1", None, "negative")]:
+        start = time.perf_counter()
+        with pytest.raises(ConfigError, match=words):
+            resolve_seeds(seeds, num)
+        assert time.perf_counter() - start < 0.5
+
+
+@pytest.mark.parametrize("class_idx", [1.0, "1", True])
+def test_class_idx_must_be_an_int(class_idx):
+    with pytest.raises(ConfigError, match="whole number"):
+        check_class_idx(class_idx, 10)
+    check_class_idx(np.int64(3), 10)
 
 
 @given(st.lists(st.integers(0, 10**6), unique=True, max_size=40))

@@ -3,7 +3,7 @@
 EDM / SiD / SiDA pickles need `--trust-pickle` (unpickling can run code; the
 reader is restricted and never runs the embedded source, but the flag states
 that the file is trusted). Plain torch state dicts (DMD2) need the architecture:
-`--config network.json` or `--preset NAME`.
+`--config network.json` or `--preset NAME`. API: `sidbench.convert`.
 """
 
 from __future__ import annotations
@@ -11,13 +11,16 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-_STATE_DICT_SUFFIXES = (".pt", ".pth", ".bin", ".safetensors")
+from sidbench import api
+from sidbench.commands.options import RegistryChoices, api_arguments
+from sidbench.registry import SUITES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("path", type=Path, help="EDM-format .pkl, or a torch state dict (.pt/.pth/.bin)")
-    parser.add_argument("-o", "--out", type=Path, required=True,
-                        help="output folder (network.json + weights)")
+    parser.add_argument("path", type=Path,
+                        help="EDM-format .pkl, or a torch state dict (.pt/.pth/.bin/.safetensors)")
+    parser.add_argument("--out", "-o", type=Path, required=True,
+                        help="output folder (network.json + weights); -o is the short form")
     parser.add_argument("--trust-pickle", action="store_true",
                         help="assert the pickle is trusted (e.g. downloaded from NVIDIA's URL); "
                         "required for .pkl")
@@ -27,26 +30,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--preset", default=None,
                         help="named architecture (sidbench.nets.presets): required for a state dict; "
                         "for a pickle, checks that it is that architecture")
+    parser.add_argument("--role", choices=api.ROLES, default=None,
+                        help="what the network is: generator (one-step, sampled as G(sigma_init * z)), "
+                             "teacher, or network; recorded in network.json")
+    parser.add_argument("--sigma-init", type=float, default=None,
+                        help="noise level of a one-step generator (with --role generator; default 2.5)")
+    parser.add_argument("--suite", default=None, metavar="NAME", choices=RegistryChoices(SUITES),
+                        help="refuse the network unless it matches this suite's teacher (nothing is written)")
 
 
 def run(args: argparse.Namespace) -> int:
-    from sidbench.nets.native import load_network, read_network_record
-
-    path: Path = args.path
-    if path.suffix.lower() in _STATE_DICT_SUFFIXES:
-        from sidbench.nets.state_dict import convert_state_dict
-
-        json_path = convert_state_dict(path, args.out, config=args.config, preset=args.preset)
-    else:
-        from sidbench.nets.persistence import convert_pickle
-
-        json_path = convert_pickle(path, args.out, trust_pickle=args.trust_pickle, key=args.key,
-                                   preset=args.preset)
-    record = read_network_record(json_path)
-    net = load_network(json_path)  # reads back what was written: sha256, strict load
-    params = sum(p.numel() for p in net.parameters())
-    buffers = sum(b.numel() for b in net.buffers())
-    print(f"converted {path.name}: {record['class_name']}/{record['init_kwargs'].get('model_type', '?')}, "
-          f"{params:,} parameters (+{buffers:,} buffer values), weights sha256 {record['weights_sha256']} "
-          f"-> {json_path.parent}")
+    summary = api.convert(**api_arguments(args))
+    record = summary["record"]
+    model = record["init_kwargs"].get("model_type", "?")
+    role = f", role {record['role']}" if record.get("role") else ""
+    print(f"converted {args.path.name}: {record['class_name']}/{model}{role}, "
+          f"{summary['parameters']:,} parameters (+{summary['buffers']:,} buffer values), "
+          f"weights sha256 {record['weights_sha256']} "
+          f"-> {Path(summary['network_json']).parent}")
+    for note in summary["notes"]:
+        print(f"note: {note}")
     return 0

@@ -1,47 +1,22 @@
-"""`sidbench env`: versions, devices and which real asset files were found."""
+"""`sidbench env`: versions, devices and which real asset files were found (API: `sidbench.env`)."""
 
 from __future__ import annotations
 
 import argparse
-import json
-import platform
 
-from sidbench import __version__
-from sidbench.assets import asset_report
+from sidbench.commands.options import api_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print machine-readable JSON")
 
 
-def environment() -> dict:
-    """Library versions and accelerator facts, as recorded in result records."""
-    import numpy
-    import torch
-
-    info = {
-        "sidbench": __version__,
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "torch": torch.__version__,
-        "numpy": numpy.__version__,
-        "cuda_available": torch.cuda.is_available(),
-        "cuda": torch.version.cuda,
-        "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())],
-        "cpu_threads": torch.get_num_threads(),
-    }
-    for mod in ("torch_fidelity", "cleanfid", "open_clip", "torchvision", "diffusers", "transformers"):
-        try:
-            info[mod] = __import__(mod).__version__
-        except Exception:
-            info[mod] = None
-    return info
-
-
 def run(args: argparse.Namespace) -> int:
-    report = {"environment": environment(), "assets": asset_report()}
-    if args.json:
-        print(json.dumps(report, indent=2))
+    from sidbench import api
+
+    report = api.env(**api_arguments(args))
+    if isinstance(report, str):
+        print(report)
         return 0
     from rich.console import Console
     from rich.table import Table

@@ -1,37 +1,29 @@
-"""`sidbench ls`: what is registered, with versions and the package it came from."""
+"""`sidbench ls`: what is registered, with versions and the package it came from (API: `sidbench.ls`)."""
 
 from __future__ import annotations
 
 import argparse
 
-from rich.console import Console
-from rich.table import Table
-
-from sidbench.registry import METHODS, METRICS, SUITES, Registry
+from sidbench import api
+from sidbench.commands.options import api_arguments
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("kind", nargs="?", choices=["methods", "suites", "metrics"],
-                        help="only this kind (default: all)")
-
-
-def _table(registry: Registry) -> Table:
-    table = Table(title=f"{registry.kind}s", title_justify="left")
-    for col in ("name", "version", "source", "about"):
-        table.add_column(col)
-    for name, obj in registry.items():
-        description = getattr(obj, "description", "") or ""
-        about = description.splitlines()[0] if description else ""
-        table.add_row(name, str(getattr(obj, "version", "?")), registry.source(name), about)
-    for name, broken in sorted(registry.broken.items()):
-        table.add_row(name, "-", broken.source, f"[red]BROKEN: {broken.error}")
-    return table
+    parser.add_argument("kind", nargs="?", choices=api.LS_KINDS, help="only this kind (default: all)")
 
 
 def run(args: argparse.Namespace) -> int:
+    from rich.console import Console
+    from rich.markup import escape
+    from rich.table import Table
+
     console = Console()
-    registries = {"methods": METHODS, "suites": SUITES, "metrics": METRICS}
-    for kind, registry in registries.items():
-        if args.kind in (None, kind):
-            console.print(_table(registry))
+    for kind, rows in api.ls(**api_arguments(args)).items():
+        table = Table(title=kind, title_justify="left")
+        for col in ("name", "version", "source", "about"):
+            table.add_column(col)
+        for row in rows:
+            about = f"[red]BROKEN: {escape(row['broken'])}" if row["broken"] else escape(row["about"])
+            table.add_row(row["name"], row["version"], row["source"], about)
+        console.print(table)
     return 0

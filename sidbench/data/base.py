@@ -1,39 +1,27 @@
-"""The dataset interface every reader implements, and the identity check against a suite.
+"""The dataset interface every reader implements.
 
 Index conventions follow EDM's `training/dataset.py` so that statistics computed
 here match statistics computed there:
 
-- `max_size` (applied first): when the file holds more than `max_size` images,
-  `np.random.RandomState(random_seed % 2**31).shuffle(arange(N))` is truncated
-  to `max_size` and **sorted**, so the subset keeps file order.
+- `max_size` (applied first): a limited read under a named subset policy
+  (`sidbench.data.subset`); the default, "edm-seeded", is EDM's: when the file holds
+  more than `max_size` images, `np.random.RandomState(random_seed % 2**31).shuffle(arange(N))`
+  is truncated to `max_size` and **sorted**, so the subset keeps file order.
 - `xflip` (applied second): the index list is repeated; index `i >= n` returns
   image `i - n` mirrored left-right (`image[:, :, ::-1]`), with the same label.
+
+The identity check of a dataset against a suite lives in `sidbench.suites.dataset_check`.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
+from sidbench.data.subset import describe_subset, subset_indices
 from sidbench.errors import DatasetError
-
-if TYPE_CHECKING:
-    from sidbench.suites.base import DatasetIdentity
-
-
-def subset_indices(num_images: int, max_size: int | None, random_seed: int = 0) -> np.ndarray:
-    """EDM's seeded subset: shuffle arange(N) with RandomState(seed), keep max_size, sort."""
-    idx = np.arange(num_images, dtype=np.int64)
-    if max_size is not None:
-        if max_size < 1:
-            raise DatasetError(f"max_size must be at least 1, got {max_size}",
-                               hint="leave max_size unset to use every image")
-        if num_images > max_size:
-            np.random.RandomState(random_seed % (1 << 31)).shuffle(idx)
-            idx = np.sort(idx[:max_size])
-    return idx
 
 
 class ImageDataset:
@@ -60,6 +48,7 @@ class ImageDataset:
         max_size: int | None = None,
         random_seed: int = 0,
         source: str = "",
+        subset: str = "edm-seeded",
     ):
         if num_images < 1:
             raise DatasetError(f"dataset {name!r} has no images", hint="check the path")
@@ -70,8 +59,10 @@ class ImageDataset:
         self.xflip = bool(xflip)
         self.max_size = max_size
         self.random_seed = int(random_seed)
+        self.subset = subset
         self.source = source
-        self._raw_idx = subset_indices(self.num_images, max_size, random_seed)
+        self._raw_idx = subset_indices(self.num_images, max_size, subset, seed=self.random_seed,
+                                       what=f"dataset {name!r}")
         self._base_len = int(self._raw_idx.size)
         self._identity: str | None = None
 
@@ -159,6 +150,7 @@ class ImageDataset:
             "label_dim": self.label_dim,
             "xflip": self.xflip,
             "max_size": self.max_size,
+            "subset": describe_subset(self.subset, self._base_len, self.num_images, self.random_seed),
             "sha256": self.identity_sha256(),
             "source": self.source,
         }
@@ -177,16 +169,8 @@ class ImageDataset:
                 f"shape={self.image_shape}, label_dim={self.label_dim})")
 
 
-def check_image(image: np.ndarray, expected: tuple[int, int, int] | None, where: str) -> np.ndarray:
-    """Turn a decoded HW/HWC array into uint8 CHW and check it against the dataset's shape."""
-    if image.dtype != np.uint8:
-        raise DatasetError(f"{where}: pixel type {image.dtype}, expected 8-bit",
-                           hint="convert the image to 8-bit grayscale or RGB")
-    if image.ndim == 2:
-        image = image[:, :, None]
-    if image.ndim != 3:
-        raise DatasetError(f"{where}: cannot read as an image array of shape {image.shape}")
-    chw = image.transpose(2, 0, 1)
+def check_image(chw: np.ndarray, expected: tuple[int, int, int] | None, where: str) -> np.ndarray:
+    """Check a decoded uint8 [C, H, W] image: square, and the dataset's shape when one is known."""
     c, h, w = chw.shape
     if h != w:
         raise DatasetError(f"{where}: image is {w}x{h}, not square",
@@ -199,70 +183,3 @@ def check_image(image: np.ndarray, expected: tuple[int, int, int] | None, where:
                  "fix or remove this file",
         )
     return chw
-
-
-# (num_images, resolution) of well-known datasets, to say what a wrong file probably is.
-_KNOWN = {
-    (50_000, 32): "CIFAR-10 train",
-    (10_000, 32): "CIFAR-10 test",
-    (70_000, 64): "FFHQ 64x64",
-    (15_803, 64): "AFHQv2 64x64",
-    (1_281_167, 64): "ImageNet 64x64 train",
-    (1_797, 16): "scikit-learn digits",
-}
-
-
-def _looks_like(num_images: int, resolution: int, channels: int, exclude: str) -> str | None:
-    """Name of a registered suite dataset (or well-known dataset) with this count and shape."""
-    try:
-        from sidbench.registry import SUITES
-
-        for suite_name in SUITES.names():
-            ident = getattr(SUITES.get(suite_name), "dataset", None)
-            if (ident is not None and ident.name != exclude and ident.num_images == num_images
-                    and ident.resolution == resolution and ident.channels == channels):
-                return f"{ident.name}, the {suite_name} suite's data"
-    except Exception:  # naming a lookalike is a courtesy; never fail the check because of it
-        pass
-    return _KNOWN.get((num_images, resolution))
-
-
-def check_dataset(dataset: ImageDataset, identity: DatasetIdentity) -> None:
-    """Refuse a dataset that is not the one a suite expects.
-
-    Compares resolution, channels, label_dim, the number of images in the file
-    (before max_size and xflip), and the sha256 when the identity pins one.
-    Every mismatch is listed in one DatasetError with expected vs found values.
-    """
-    problems = []
-    if dataset.resolution != identity.resolution:
-        problems.append(f"resolution {dataset.resolution} (expected {identity.resolution})")
-    if dataset.channels != identity.channels:
-        problems.append(f"{dataset.channels} channel(s) (expected {identity.channels})")
-    if dataset.label_dim != identity.label_dim:
-        if identity.label_dim and not dataset.label_dim:
-            problems.append(f"no labels (expected {identity.label_dim} classes; is dataset.json missing, "
-                            "or were labels turned off?)")
-        else:
-            problems.append(f"label_dim {dataset.label_dim} (expected {identity.label_dim})")
-    if dataset.num_images != identity.num_images:
-        problems.append(f"{dataset.num_images:,} images (expected {identity.num_images:,})")
-    sha_checked = False
-    if identity.sha256 and not problems:  # hashing a big file is slow; skip it when already wrong
-        found = dataset.identity_sha256()
-        sha_checked = True
-        if found != identity.sha256:
-            problems.append(f"sha256 {found} (expected {identity.sha256})")
-    if not problems:
-        return
-    expected = identity.filename or identity.name
-    msg = (f"{dataset.source or dataset.name} is not the expected dataset {identity.name} "
-           f"({expected}, {identity.num_images:,} images {identity.resolution}x{identity.resolution}x"
-           f"{identity.channels}): it has " + "; ".join(problems))
-    guess = _looks_like(dataset.num_images, dataset.resolution, dataset.channels, identity.name)
-    if guess and dataset.num_images != identity.num_images:
-        msg += f" (it looks like {guess})"
-    hint = f"point the suite at {expected}"
-    if sha_checked:
-        hint += " (the exact published file: a re-encoded or extracted copy has a different sha256)"
-    raise DatasetError(msg, hint=hint)

@@ -94,7 +94,8 @@ class CIFAR10Tarball(ImageDataset):
     """CIFAR-10 (train: 50,000 or test: 10,000 images, 32x32x3, 10 classes) held in memory."""
 
     def __init__(self, path: str | os.PathLike, *, split: str = "train", use_labels: bool = True,
-                 xflip: bool = False, max_size: int | None = None, random_seed: int = 0):
+                 xflip: bool = False, max_size: int | None = None, random_seed: int = 0,
+                 subset: str = "edm-seeded"):
         if split not in SPLITS:
             raise DatasetError(f"unknown CIFAR-10 split {split!r}", hint="use 'train' or 'test'")
         self.path = Path(path)
@@ -113,7 +114,7 @@ class CIFAR10Tarball(ImageDataset):
             name="cifar10" if split == "train" else "cifar10-test",
             num_images=self._images.shape[0], resolution=32, channels=3,
             raw_labels=labels, label_dim=10, use_labels=use_labels, xflip=xflip,
-            max_size=max_size, random_seed=random_seed, source=where,
+            max_size=max_size, random_seed=random_seed, source=where, subset=subset,
         )
 
     def _load_raw_image(self, raw_idx: int) -> np.ndarray:

@@ -17,10 +17,10 @@ from pathlib import Path
 from sidbench.assets import ASSETS
 from sidbench.errors import DatasetError
 from sidbench.fileio import sha256_bytes
+from sidbench.images import ImageFiles
 
 NUM_CAPTIONS = 30_000
 NUM_VAL2014_IMAGES = 40_504
-_IMAGE_EXTS = (".jpg", ".jpeg", ".png")
 
 
 class CaptionList(list):
@@ -74,19 +74,17 @@ def list_val2014_images(folder: str | os.PathLike,
                         expect_count: int | None = NUM_VAL2014_IMAGES) -> list[Path]:
     """Image files directly in or below `folder`, sorted by relative POSIX path.
 
-    Raises when the folder holds no images, or (with `expect_count`) a different number
-    of images than COCO val2014's 40,504.
+    The files are those every image reader takes (`sidbench.images.ImageFiles`: the one
+    extension set, hidden files skipped). Raises when the folder holds no images, or (with
+    `expect_count`) a different number of images than COCO val2014's 40,504.
     """
     root = Path(folder)
     if not root.is_dir():
         raise DatasetError(f"{root} is not a folder", hint="give the extracted val2014/ folder")
-    files = sorted(
-        (p for p in root.rglob("*") if p.is_file() and p.suffix.lower() in _IMAGE_EXTS
-         and not any(part.startswith(".") for part in p.relative_to(root).parts)),
-        key=lambda p: p.relative_to(root).as_posix(),
-    )
+    with ImageFiles(root) as found:
+        files = [root / name for name in found.names]
     if not files:
-        raise DatasetError(f"{root} holds no .jpg/.png images", hint="give the extracted val2014/ folder")
+        raise DatasetError(f"{root} holds no images", hint="give the extracted val2014/ folder")
     if expect_count is not None and len(files) != expect_count:
         raise DatasetError(f"{root} holds {len(files):,} images, COCO val2014 has {expect_count:,}",
                            hint="give the complete, unmodified val2014/ folder")

@@ -76,7 +76,8 @@ class DigitsDataset(ImageDataset):
     """
 
     def __init__(self, resolution: int = 16, use_labels: bool = True, xflip: bool = False, *,
-                 split: str = "all", max_size: int | None = None, random_seed: int = 0):
+                 split: str = "all", max_size: int | None = None, random_seed: int = 0,
+                 subset: str = "edm-seeded"):
         if split not in SPLITS:
             raise DatasetError(f"unknown digits split {split!r}", hint=f"use one of {', '.join(SPLITS)}")
         images, labels = digits_arrays(resolution)
@@ -92,6 +93,7 @@ class DigitsDataset(ImageDataset):
             num_images=images.shape[0], resolution=resolution, channels=1,
             raw_labels=labels, label_dim=10, use_labels=use_labels, xflip=xflip,
             max_size=max_size, random_seed=random_seed, source="sklearn.datasets.load_digits",
+            subset=subset,
         )
 
     def _load_raw_image(self, raw_idx: int) -> np.ndarray:

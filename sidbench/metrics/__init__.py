@@ -1,6 +1,7 @@
 """Metrics: exact feature statistics, FID / IS / KID / precision-recall / CLIP score, protocols.
 
-`import sidbench.metrics` stays cheap (numpy only, no torch, no extractor). Four functions share
+`import sidbench.metrics` stays cheap (numpy only, no torch, no extractor). Metrics are registered
+objects (`Metric`, in `sidbench.registry.METRICS`; the built-in ones in `sidbench.metrics.builtin`). Four functions share
 their module's name (`kid`, `inception_score`, `precision_recall`, `clip_score`): they are bound
 eagerly so the package attribute is always the function; reach a module itself with
 `from sidbench.metrics.kid import ...` or `importlib.import_module`. The rest load lazily (PEP 562).
@@ -19,7 +20,13 @@ from sidbench.metrics.precision_recall import PrecisionRecall, precision_recall
 _EXPORTS = {
     "FeatureStats": "stats",
     "fid_from_stats": "fid",
+    "frechet_distance": "fid",
+    "FrechetDistance": "fid",
     "trace_sqrt_product": "fid",
+    "check_gaussian": "gaussian",
+    "Metric": "metric",
+    "MetricInputs": "metric",
+    "get_metric": "catalog",
     "load_reference": "reference",
     "save_reference": "reference",
     "reference_images": "reference",
@@ -30,8 +37,9 @@ _EXPORTS = {
 }
 
 __all__ = [
-    "PROTOCOLS", "ClipScore", "FeatureStats", "InceptionScore", "KIDResult", "PrecisionRecall", "Protocol",
-    "ReferenceStats", "clip_score", "fid_from_stats", "get_protocol", "inception_score", "kid",
+    "PROTOCOLS", "ClipScore", "FeatureStats", "FrechetDistance", "InceptionScore", "KIDResult", "Metric",
+    "MetricInputs", "PrecisionRecall", "Protocol", "ReferenceStats", "check_gaussian", "clip_score",
+    "fid_from_stats", "frechet_distance", "get_metric", "get_protocol", "inception_score", "kid",
     "load_reference", "precision_recall", "reference_images", "save_reference", "trace_sqrt_product",
 ]
 

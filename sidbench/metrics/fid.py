@@ -5,13 +5,28 @@ similar to S1 S2: L^T S2 L with S1 = L L^T (Cholesky) when S1 is positive defini
 sqrt(S1) S2 sqrt(S1) (symmetric eigendecomposition). Only eigenvalues of the final matrix are
 needed (`eigvalsh`), so the fast path is one Cholesky and one eigvalsh in float64: several times
 faster than `scipy.linalg.sqrtm` on 2048-d, as accurate, and free of sqrtm's complex parts.
+
+Inputs are checked first (`gaussian.check_gaussian`: finite, symmetric, PSD): a matrix that is
+not a covariance is refused rather than turned into a number. A distance is never negative, but
+rounding can make the formula dip below 0 for (nearly) identical statistics; the value is then
+clamped at 0 and the unclamped one kept (`FrechetDistance.raw`) for the record.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Any
+
 import numpy as np
 
 from sidbench.errors import ConfigError
+from sidbench.metrics.gaussian import check_gaussian
+
+
+@dataclass(frozen=True)
+class FrechetDistance:
+    value: float  # max(raw, 0)
+    raw: float  # ||mu1 - mu2||^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2) as computed
 
 
 def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
@@ -19,19 +34,6 @@ def _psd_sqrt(sigma: np.ndarray) -> np.ndarray:
     w, v = np.linalg.eigh(sigma)
     w = np.sqrt(np.clip(w, 0.0, None))
     return (v * w) @ v.T
-
-
-def _check(mu: np.ndarray, sigma: np.ndarray, which: str) -> tuple[np.ndarray, np.ndarray]:
-    mu = np.asarray(mu, dtype=np.float64)
-    sigma = np.asarray(sigma, dtype=np.float64)
-    if mu.ndim != 1:
-        raise ConfigError(f"mu{which} must be a vector, got shape {mu.shape}")
-    if sigma.shape != (mu.shape[0], mu.shape[0]):
-        d = mu.shape[0]
-        raise ConfigError(f"sigma{which} has shape {sigma.shape}, expected {(d, d)} to match mu{which}")
-    if not (np.isfinite(mu).all() and np.isfinite(sigma).all()):
-        raise ConfigError(f"mu{which}/sigma{which} contain NaN or Inf")
-    return mu, (sigma + sigma.T) / 2
 
 
 def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
@@ -46,13 +48,18 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
 
 
-def fid_from_stats(mu1: np.ndarray, sigma1: np.ndarray, mu2: np.ndarray, sigma2: np.ndarray) -> float:
-    """FID = ||mu1 - mu2||^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2)."""
-    mu1, sigma1 = _check(mu1, sigma1, "1")
-    mu2, sigma2 = _check(mu2, sigma2, "2")
+def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> FrechetDistance:
+    """||mu1 - mu2||^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2), clamped at 0, with the raw value."""
+    mu1, sigma1 = check_gaussian(mu1, sigma1, "1")
+    mu2, sigma2 = check_gaussian(mu2, sigma2, "2")
     if mu1.shape != mu2.shape:
         raise ConfigError(f"feature dimensions differ: {mu1.shape[0]} vs {mu2.shape[0]}",
                           hint="both statistics must come from the same extractor and feature layer")
     diff = mu1 - mu2
-    value = diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2)
-    return float(value)
+    raw = float(diff @ diff + np.trace(sigma1) + np.trace(sigma2) - 2.0 * trace_sqrt_product(sigma1, sigma2))
+    return FrechetDistance(value=max(raw, 0.0), raw=raw)
+
+
+def fid_from_stats(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> float:
+    """FID = ||mu1 - mu2||^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2), never below 0 (see `frechet_distance`)."""
+    return frechet_distance(mu1, sigma1, mu2, sigma2).value

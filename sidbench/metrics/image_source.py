@@ -5,19 +5,33 @@ without coordination: process `rank` of `world` takes indices i with
 i % world == rank, extracts features of its shard, and the exact integer
 statistics are summed across processes (FeatureStats.all_reduce). Image i is the
 same whatever the batch size or number of processes (files sorted by name,
-dataset indices fixed, generator image i drawn from seed i alone).
+dataset indices fixed, generator image i drawn from seed i alone). This is the one
+place that shards images.
+
+Files are read by `sidbench.images` (one decoder, one mode policy, one folder/zip
+reader) whether they are generated images, a dataset or reference images. A limited
+read names its subset policy (`sidbench.data.subset`: "first" or "edm-seeded") and
+`describe()` records it with the resulting count.
+
+File and dataset sources decode the next batch in a background thread while the
+caller extracts features from the current one; on machines with more than two CPUs
+each batch is also decoded by a few threads (Pillow releases the GIL while decoding).
+On two CPUs or fewer the one background thread is all, so reading never competes with
+the extractor for cores.
 """
 
 from __future__ import annotations
 
 import os
-import zipfile
 from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
+from sidbench.data.subset import check_subset, describe_subset, subset_indices
 from sidbench.errors import ConfigError, DatasetError
 
 ImageTransform = Callable[[np.ndarray], np.ndarray]
@@ -44,39 +58,85 @@ def center_crop_resize(size: int, resample: str = "lanczos") -> ImageTransform:
     return transform
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (the affinity mask where there is one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def default_read_threads() -> int:
+    """Threads that decode one batch: none on <= 2 CPUs (the prefetch thread is enough), else a few."""
+    cpus = usable_cpus()
+    return 0 if cpus <= 2 else min(8, cpus - 1)
+
+
 class ImageSource:
     """Base: `num_images`, `load(indices) -> uint8 [n, C, H, W]`, `describe()`.
 
     `transform` (optional) maps each uint8 [C, H, W] image before batching, so images
     of different sizes (COCO val2014) can be cropped and resized into one batch.
+    Sources of decoded files implement `_load_one(i)` and `_name(i)`; `prefetch` makes
+    `batches()` read the next batch in the background.
     """
 
     num_images: int = 0
     transform: ImageTransform | None = None
+    prefetch: bool = False
+    threads: int = 0
 
+    # --- per-image sources (files, datasets) ----------------------------------------------------
+    def _load_one(self, i: int) -> np.ndarray:
+        raise NotImplementedError
+
+    def _name(self, i: int) -> str:
+        return f"image {i}"
+
+    def _prepared(self, i: int) -> np.ndarray:
+        img = np.asarray(self._load_one(i))
+        return img if self.transform is None else self.transform(img)
+
+    def load(self, indices: np.ndarray) -> torch.Tensor:
+        positions = [int(i) for i in indices]
+        if self.threads > 1 and len(positions) > 1:
+            with ThreadPoolExecutor(self.threads, thread_name_prefix="sidbench-decode") as pool:
+                images = list(pool.map(self._prepared, positions))
+        else:
+            images = [self._prepared(i) for i in positions]
+        shape = getattr(self, "_shape", None)
+        for i, img in zip(positions, images, strict=True):
+            if shape is None:
+                shape = self._shape = img.shape
+            elif img.shape != shape:
+                raise DatasetError(f"{self._name(i)} has shape {img.shape}, the images before it {shape}",
+                                   hint="all images must have the same size and channels")
+        return torch.from_numpy(np.stack(images))
+
+    # --- every source ---------------------------------------------------------------------------
     def _stack(self, images: list[np.ndarray]) -> torch.Tensor:
         if self.transform is not None:
             images = [self.transform(np.asarray(im)) for im in images]
         return torch.from_numpy(np.stack(images))
 
-    def load(self, indices: np.ndarray) -> torch.Tensor:
-        raise NotImplementedError
-
-    def describe(self) -> dict:
-        d = {"kind": type(self).__name__, "num_images": self.num_images}
+    def describe(self) -> dict[str, Any]:
+        d: dict[str, Any] = {"kind": type(self).__name__, "num_images": self.num_images}
         if self.transform is not None:
             d["transform"] = getattr(self.transform, "description", repr(self.transform))
         return d
 
     def shard(self, rank: int = 0, world: int = 1) -> np.ndarray:
         """Global indices of this process's share (i % world == rank)."""
-        if not 0 <= rank < world:
+        if world < 1 or not 0 <= rank < world:
             raise ConfigError(f"rank {rank} is outside a world of {world} processes")
         return np.arange(rank, self.num_images, world, dtype=np.int64)
 
     def batches(self, batch_size: int, rank: int | None = None, world: int | None = None
                 ) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        """Yield (global indices, uint8 images) over this process's shard, in index order."""
+        """Yield (global indices, uint8 images) over this process's shard, in index order.
+
+        Rank and world default to `sidbench.distributed`'s.
+        """
         if batch_size < 1:
             raise ConfigError(f"batch size must be at least 1, got {batch_size}")
         if rank is None or world is None:
@@ -84,94 +144,103 @@ class ImageSource:
 
             rank, world = distributed.rank(), distributed.world_size()
         idx = self.shard(rank, world)
-        for start in range(0, len(idx), batch_size):
-            chunk = idx[start:start + batch_size]
-            yield chunk, self.load(chunk)
+        chunks = [idx[start:start + batch_size] for start in range(0, len(idx), batch_size)]
+        if not self.prefetch or len(chunks) < 2:
+            for chunk in chunks:
+                yield chunk, self.load(chunk)
+            return
+        pool = ThreadPoolExecutor(1, thread_name_prefix="sidbench-read")
+        try:
+            pending: Future = pool.submit(self.load, chunks[0])
+            for k, chunk in enumerate(chunks):
+                images = pending.result()
+                if k + 1 < len(chunks):
+                    pending = pool.submit(self.load, chunks[k + 1])
+                yield chunk, images
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
 
     def close(self) -> None:
         pass
 
+    def __enter__(self) -> ImageSource:
+        return self
 
-def _first_n(n_total: int, max_images: int | None, what: str) -> int:
-    if max_images is None:
-        return n_total
-    if max_images < 1:
-        raise ConfigError(f"the number of images must be at least 1, got {max_images}")
-    if max_images > n_total:
-        raise DatasetError(f"{what} holds {n_total} images, {max_images} were asked for",
-                           hint="generate more images or lower --num")
-    return max_images
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class FileImageSource(ImageSource):
-    """PNG/JPG images of a folder (recursive) or zip, in sorted name order; the first `max_images`."""
+    """Images of a folder (recursive) or zip, in sorted name order (`sidbench.images.ImageFiles`).
 
-    def __init__(self, path: str | os.PathLike, max_images: int | None = None):
-        from sidbench.images import list_image_files
+    `max_images` limits the read under `subset`: "first" (default: generated images, image i
+    from seed i; fewer images than asked is an error) or "edm-seeded" (EDM's seeded subset).
+    """
+
+    def __init__(self, path: str | os.PathLike, max_images: int | None = None, subset: str = "first",
+                 subset_seed: int = 0, threads: int | None = None):
+        from sidbench.images import IMAGE_EXTENSIONS, ImageFiles
 
         self.path = Path(path)
         if not self.path.exists():
             raise DatasetError(f"image folder or zip {self.path} not found", hint="check the --images path")
-        self.names = list_image_files(self.path)
-        if not self.names:
-            raise DatasetError(f"no PNG/JPG images found in {self.path}", hint="check the path")
-        self.num_images = _first_n(len(self.names), max_images, str(self.path))
-        self.names = self.names[: self.num_images]
-        self._zip: zipfile.ZipFile | None = None
+        self.files = ImageFiles(self.path)
+        if not self.files.names:
+            raise DatasetError(f"no images found in {self.path}",
+                               hint=f"images are files ending in {', '.join(IMAGE_EXTENSIONS)}")
+        self.subset, self.subset_seed = check_subset(subset), int(subset_seed)
+        self.available = len(self.files.names)
+        self.order = subset_indices(self.available, max_images, subset, seed=self.subset_seed,
+                                    what=str(self.path))
+        self.names = [self.files.names[int(i)] for i in self.order]
+        self.num_images = len(self.names)
+        self.prefetch = True
+        self.threads = default_read_threads() if threads is None else int(threads)
         self._shape: tuple[int, ...] | None = None
 
-    def _read(self, name: str) -> bytes:
-        if self.path.is_dir():
-            return (self.path / name).read_bytes()
-        if self._zip is None:
-            self._zip = zipfile.ZipFile(self.path)
-        return self._zip.read(name)
+    def _load_one(self, i: int) -> np.ndarray:
+        return self.files.load(int(self.order[i]))
 
-    def load(self, indices: np.ndarray) -> torch.Tensor:
-        from sidbench.images import decode_image
+    def _name(self, i: int) -> str:
+        return self.files.where(self.names[i])
 
-        out = []
-        for i in indices:
-            name = self.names[int(i)]
-            try:
-                img = decode_image(self._read(name))
-            except (OSError, SyntaxError, ValueError) as exc:
-                raise DatasetError(f"cannot decode {name} in {self.path}: {exc}",
-                                   hint="delete or replace it") from None
-            if self.transform is not None:
-                img = self.transform(img)
-            if self._shape is None:
-                self._shape = img.shape
-            elif img.shape != self._shape:
-                raise DatasetError(f"{name} in {self.path} has shape {img.shape}, others {self._shape}",
-                                   hint="all images must have the same size and channels")
-            out.append(img)
-        return torch.from_numpy(np.stack(out))
-
-    def describe(self) -> dict:
-        return {**super().describe(), "path": str(self.path)}
+    def describe(self) -> dict[str, Any]:
+        return {**super().describe(), "path": str(self.path),
+                "subset": describe_subset(self.subset, self.num_images, self.available, self.subset_seed)}
 
     def close(self) -> None:
-        if self._zip is not None:
-            self._zip.close()
-            self._zip = None
+        self.files.close()
 
 
 class DatasetImageSource(ImageSource):
-    """Images of an `ImageDataset`; more than `max_images` -> EDM's seeded subset (seed 0, sorted)."""
+    """Images of an `ImageDataset` (or any `dataset[i] -> (image, label)` sequence).
 
-    def __init__(self, dataset, max_images: int | None = None, subset_seed: int = 0):
-        from sidbench.data.base import subset_indices
+    `max_images` limits the read under `subset`: "edm-seeded" (default: EDM's seeded subset,
+    how EDM picks reference images, so statistics match EDM's) or "first".
+    """
 
+    def __init__(self, dataset: Any, max_images: int | None = None, subset: str = "edm-seeded",
+                 subset_seed: int = 0, threads: int | None = None):
         self.dataset = dataset
-        self.order = subset_indices(len(dataset), max_images, subset_seed)
+        self.subset, self.subset_seed = check_subset(subset), int(subset_seed)
+        self.available = len(dataset)
+        name = getattr(dataset, "name", type(dataset).__name__)
+        self.order = subset_indices(self.available, max_images, subset, seed=self.subset_seed,
+                                    what=f"dataset {name}")
         self.num_images = len(self.order)
+        self.prefetch = True
+        self.threads = default_read_threads() if threads is None else int(threads)
+        self._shape: tuple[int, ...] | None = None
 
-    def load(self, indices: np.ndarray) -> torch.Tensor:
-        return self._stack([np.asarray(self.dataset[int(self.order[i])][0]) for i in indices])
+    def _load_one(self, i: int) -> np.ndarray:
+        return self.dataset[int(self.order[i])][0]
 
-    def describe(self) -> dict:
-        d = {**super().describe(), "dataset": getattr(self.dataset, "name", type(self.dataset).__name__)}
+    def _name(self, i: int) -> str:
+        return f"image {int(self.order[i])} of {getattr(self.dataset, 'source', '') or 'the dataset'}"
+
+    def describe(self) -> dict[str, Any]:
+        d = {**super().describe(), "dataset": getattr(self.dataset, "name", type(self.dataset).__name__),
+             "subset": describe_subset(self.subset, self.num_images, self.available, self.subset_seed)}
         ident = getattr(self.dataset, "identity_sha256", None)
         if callable(ident):
             d["dataset_sha256"] = ident()
@@ -187,19 +256,36 @@ class TensorImageSource(ImageSource):
             raise ConfigError(f"expected uint8 images [N, C, H, W], got {self.images.dtype} "
                               f"{tuple(self.images.shape)}")
         self.num_images = len(self.images)
+        self._subset: dict[str, Any] | None = None
+
+    @classmethod
+    def limited(cls, images: torch.Tensor | np.ndarray, max_images: int | None, subset: str = "first",
+                subset_seed: int = 0) -> TensorImageSource:
+        """The `max_images` of `images` that `subset` picks, the policy recorded in `describe()`."""
+        full = cls(images)
+        idx = subset_indices(full.num_images, max_images, subset, seed=subset_seed, what="the image tensor")
+        src = full if len(idx) == full.num_images else cls(full.images[torch.from_numpy(idx)])
+        src._subset = describe_subset(subset, len(idx), full.num_images, subset_seed)
+        return src
 
     def load(self, indices: np.ndarray) -> torch.Tensor:
         batch = self.images[torch.as_tensor(indices, dtype=torch.long)]
         return batch if self.transform is None else self._stack(list(batch.numpy()))
 
+    def describe(self) -> dict[str, Any]:
+        d = super().describe()
+        if self._subset is not None:
+            d["subset"] = self._subset
+        return d
+
 
 Render = Callable[[Sequence[int]], torch.Tensor]
 
 
-def onestep_renderer(net, sigma_init: float = 2.5, device: str | torch.device = "cpu",
+def onestep_renderer(net: torch.nn.Module, sigma_init: float = 2.5, device: str | torch.device = "cpu",
                      class_idx: int | None = None) -> Render:
     """seeds -> uint8 images of a one-step generator (SiD convention: G(sigma_init * z, sigma_init))."""
-    from sidbench.generate import render_seeds
+    from sidbench.nets.render import render_seeds
 
     def render(seeds: Sequence[int]) -> torch.Tensor:
         return torch.from_numpy(render_seeds(net, seeds, "onestep", device, class_idx, sigma_init=sigma_init))
@@ -220,33 +306,40 @@ class GeneratorImageSource(ImageSource):
         batch = self.render([self.seeds[int(i)] for i in indices])
         return batch if self.transform is None else self._stack(list(batch.numpy()))
 
-    def describe(self) -> dict:
+    def describe(self) -> dict[str, Any]:
         from sidbench.nets.seeds import format_seeds
 
         return {**super().describe(), "seeds": format_seeds(self.seeds), **self._description}
 
 
-def open_images(images, max_images: int | None = None) -> ImageSource:
-    """An ImageSource from a source, a path (folder/zip of images, or a dataset), a dataset or a tensor."""
+def open_images(images: Any, max_images: int | None = None, subset: str | None = None,
+                subset_seed: int = 0) -> ImageSource:
+    """An ImageSource from a source, a path (folder/zip of images, or a dataset), a dataset or a tensor.
+
+    `subset` (for `max_images`) defaults to "first" for folders, zips and tensors (generated
+    images: the first N seeds) and "edm-seeded" for datasets (EDM's reference subset).
+    An ImageSource is returned as it is.
+    """
+    if subset is not None:
+        check_subset(subset)
     if isinstance(images, ImageSource):
         return images
     if isinstance(images, (torch.Tensor, np.ndarray)):
-        src = TensorImageSource(images)
-        if max_images is not None:
-            src = TensorImageSource(src.images[: _first_n(src.num_images, max_images, "the image tensor")])
-        return src
+        return TensorImageSource.limited(images, max_images, subset or "first", subset_seed)
     if isinstance(images, (str, os.PathLike)):
+        import zipfile
+
         path = Path(images)
-        # A folder or zip of images (EDM dataset layout included: same sorted images either way).
+        # A folder or zip of images (EDM dataset layout included: the same images either way).
         if path.is_dir() or (path.is_file() and zipfile.is_zipfile(path)):
-            return FileImageSource(path, max_images)
+            return FileImageSource(path, max_images, subset or "first", subset_seed)
         if path.exists():
             from sidbench.data import open_dataset
 
-            return DatasetImageSource(open_dataset(path, use_labels=False), max_images)
-        raise DatasetError(f"{path} not found", hint="give a folder or zip of PNGs, or a dataset path")
+            return DatasetImageSource(open_dataset(path, use_labels=False), max_images,
+                                      subset or "edm-seeded", subset_seed)
+        raise DatasetError(f"{path} not found", hint="give a folder or zip of images, or a dataset path")
     if hasattr(images, "__getitem__") and hasattr(images, "__len__"):
-        return DatasetImageSource(images, max_images)
+        return DatasetImageSource(images, max_images, subset or "edm-seeded", subset_seed)
     raise ConfigError(f"cannot read images from a {type(images).__name__}",
                       hint="give a folder/zip path, a dataset, a uint8 tensor or an ImageSource")
-

@@ -5,6 +5,12 @@ split/subset rules and the covariance convention. Results store `protocol.name` 
 `protocol.version` (`protocol.tag`). Change anything that moves the numbers -> bump the MAJOR
 version (leaderboards then start a new table).
 
+Every option is read by someone: the metric's implementation (`Metric.options`) or the
+evaluation pipeline (`PIPELINE_OPTIONS`: seeds, headline rule, preprocessing, and for metrics
+with a reference, which reference and how many images; `captions_sha256`). Defining a protocol
+with any other option, or with a headline rule or reference kind that does not exist, is an error,
+so an option can never be declared and silently ignored.
+
 Extractor names (resolved by `sidbench.metrics.extractors`):
 - `inception-v3-compat`: torch-fidelity's 2015 TF Inception port; keys `pool` (2048) and `logits` (1008,
   bias-free, torch-fidelity's `logits_unbiased`).
@@ -12,16 +18,29 @@ Extractor names (resolved by `sidbench.metrics.extractors`):
 - `vgg16-fc2-relu`: torchvision VGG-16 IMAGENET1K_V1, TF-bilinear resize to 224; key `fc2_relu`.
 - `open-clip-vitg14`: open_clip ViT-g-14 `laion2b_s12b_b42k` fp32; keys `image`, `text`.
 - `digits-classifier`: the embedded suite's classifier; keys `features` (128) and `logits` (10).
+The extractor name (with its weights' sha256 in every record) pins the network, its weights and
+its preprocessing (clean-fid's "clean" mode, open_clip's model and pretrained tag), so protocols
+do not repeat them as options.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 from typing import Any
 
 from sidbench.errors import ConfigError
+from sidbench.jsonsafe import encode_nonfinite
 from sidbench.registry import suggest
+
+# Read by evaluate / evaluate_seed_sets / the eval command for every metric.
+COMMON_OPTIONS = frozenset({"seed_sets", "headline", "resize", "crop", "resample", "captions_sha256"})
+# Read by the pipeline for metrics that compare against a reference.
+REFERENCE_OPTIONS = frozenset({"reference", "reference_images"})
+PIPELINE_OPTIONS = COMMON_OPTIONS | REFERENCE_OPTIONS
+HEADLINE_RULES = ("min", "max", "mean", "single", "best-checkpoint")
+REFERENCE_SOURCES = ("dataset", "adm-virtual-arr_0")  # images of a dataset / ADM's VIRTUAL batch arr_0
 
 EDM_SEED_SETS = ((0, 49_999), (50_000, 99_999), (100_000, 149_999))
 COCO_CAPTIONS_SHA256 = "edabd2a556026cbf5d36a5fffa35ad43d7ba71b72f6d640b727c1edefb7f1945"
@@ -31,7 +50,7 @@ COCO_CAPTIONS_SHA256 = "edabd2a556026cbf5d36a5fffa35ad43d7ba71b72f6d640b727c1ede
 class Protocol:
     name: str
     version: str
-    metric: str  # "fid" | "is" | "kid" | "pr" | "clip_score"
+    metric: str  # a registered metric's name: "fid" | "is" | "kid" | "pr" | "clip_score" | a plugin's
     extractor: str
     feature_key: str
     num_images: int
@@ -39,6 +58,13 @@ class Protocol:
     description: str
     source: str
     options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
+
+    def __post_init__(self) -> None:
+        metric = getattr(self.metric, "name", self.metric)  # a Metric object may be given: keep its name
+        object.__setattr__(self, "metric", metric)
+        if not isinstance(self.options, MappingProxyType):
+            object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
+        check_options(self, _implementation(self.metric))
 
     @property
     def tag(self) -> str:
@@ -51,15 +77,44 @@ class Protocol:
         """JSON-ready description for result records."""
         return {"name": self.name, "version": self.version, "metric": self.metric,
                 "extractor": self.extractor, "feature_key": self.feature_key, "num_images": self.num_images,
-                "lower_is_better": self.lower_is_better, "options": _jsonable(dict(self.options))}
+                "lower_is_better": self.lower_is_better, "options": encode_nonfinite(dict(self.options))}
 
 
-def _jsonable(x: Any) -> Any:
-    if isinstance(x, dict | MappingProxyType):
-        return {k: _jsonable(v) for k, v in x.items()}
-    if isinstance(x, list | tuple):
-        return [_jsonable(v) for v in x]
-    return x
+def _implementation(metric: str) -> Any:
+    from sidbench.metrics.catalog import get_metric
+
+    return get_metric(metric)
+
+
+def allowed_options(metric: Any) -> frozenset[str]:
+    """The option names a protocol of `metric` may set: what its implementation and the pipeline read."""
+    pipeline = PIPELINE_OPTIONS if metric.reference != "none" else COMMON_OPTIONS
+    return frozenset(metric.options) | pipeline
+
+
+def check_options(p: Protocol, metric: Any) -> None:
+    """Refuse option names nobody reads and pipeline option values nobody implements."""
+    allowed = allowed_options(metric)
+    unknown = sorted(set(p.options) - allowed)
+    if unknown:
+        first = unknown[0]
+        raise ConfigError(f"protocol '{p.name}': option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
+                          f"{'are' if len(unknown) > 1 else 'is'} not read by metric '{p.metric}' or the "
+                          f"evaluation.{suggest(first, sorted(allowed))}",
+                          hint=f"options it reads: {', '.join(sorted(allowed))}")
+    rule = p.options.get("headline", "mean")
+    if rule not in HEADLINE_RULES:
+        raise ConfigError(f"protocol '{p.name}': unknown headline rule {rule!r}",
+                          hint=f"use one of {', '.join(HEADLINE_RULES)}")
+    ref = p.options.get("reference", "dataset")
+    if ref not in REFERENCE_SOURCES:
+        raise ConfigError(f"protocol '{p.name}': unknown reference {ref!r}",
+                          hint=f"use one of {', '.join(REFERENCE_SOURCES)}")
+    if p.options.get("crop", "center") != "center":
+        raise ConfigError(f"protocol '{p.name}': crop {p.options['crop']!r} is not implemented",
+                          hint="the only crop is 'center' (with resize)")
+    if ("crop" in p.options or "resample" in p.options) and "resize" not in p.options:
+        raise ConfigError(f"protocol '{p.name}': crop/resample without resize", hint="add resize=SIZE")
 
 
 def _p(name: str, version: str, metric: str, extractor: str, feature_key: str, num_images: int,
@@ -109,13 +164,14 @@ _ALL = (
        "FID of 30k images from the fixed GigaGAN caption list (caption i, seed i) vs all 40,504 val2014 "
        "images; center crop + LANCZOS to 256, clean-fid 'clean' mode",
        "Kang et al. 2023 (GigaGAN) evaluation; SiD-LSG", cov="unbiased", resize=256, crop="center",
-       resample="lanczos", clean_mode="clean", captions_sha256=COCO_CAPTIONS_SHA256, num_captions=30_000,
-       reference_images=40_504, seed_sets=((0, 29_999),)),
+       resample="lanczos", captions_sha256=COCO_CAPTIONS_SHA256, reference_images=40_504,
+       seed_sets=((0, 29_999),)),
     _p("clip-score-vitg14", "1.0.0", "clip_score", "open-clip-vitg14", "image", 30_000,
        "Mean cosine similarity of open_clip ViT-g-14 (laion2b_s12b_b42k, fp32) image and text embeddings; "
-       "text 'A photo depicts ' + caption; reported as a fraction, no clamp",
+       "text 'A photo depicts ' + caption; images center-cropped + LANCZOS to 256 first (as for FID); "
+       "reported as a fraction, no clamp",
        "Kang et al. 2023 (GigaGAN) evaluation; SiD-LSG", lower_is_better=False, scale=1.0, clamp=False,
-       text_prefix="A photo depicts ", model="ViT-g-14", pretrained="laion2b_s12b_b42k",
+       text_prefix="A photo depicts ", resize=256, crop="center", resample="lanczos",
        captions_sha256=COCO_CAPTIONS_SHA256, seed_sets=((0, 29_999),)),
     _p("digits-fd", "1.0.0", "fid", "digits-classifier", "features", 2_000,
        "Frechet distance in the digits classifier's 128-d feature space, 2,000 images vs all 1,797 digits",
@@ -139,10 +195,38 @@ _ALL = (
 PROTOCOLS: MappingProxyType = MappingProxyType({p.name: p for p in _ALL})
 
 
+def _plugin_protocols() -> dict[str, Protocol]:
+    """Protocols that registered (plugin) metrics bring along (`Metric.protocols`)."""
+    from sidbench.metrics.catalog import get_metric, metric_names
+
+    found: dict[str, Protocol] = {}
+    for name in metric_names():
+        for p in getattr(get_metric(name), "protocols", ()) or ():
+            if p.name in PROTOCOLS:
+                raise ConfigError(f"metric '{name}' redefines the built-in protocol '{p.name}'",
+                                  hint="give the plugin's protocol its own name")
+            found[p.name] = p
+    return found
+
+
 def get_protocol(name: str) -> Protocol:
-    """Look up a protocol by name; unknown names get a close-match suggestion."""
-    try:
+    """Look up a protocol by name (built-in, then plugins'); unknown names get a close-match suggestion."""
+    if name in PROTOCOLS:
         return PROTOCOLS[name]
-    except KeyError:
-        raise ConfigError(f"unknown metric protocol '{name}'.{suggest(name, list(PROTOCOLS))}",
-                          hint=f"known protocols: {', '.join(PROTOCOLS)}") from None
+    plugins = _plugin_protocols()
+    if name in plugins:
+        return plugins[name]
+    known = [*PROTOCOLS, *plugins]
+    raise ConfigError(f"unknown metric protocol '{name}'.{suggest(name, known)}",
+                      hint=f"known protocols: {', '.join(known)}")
+
+
+def protocol_from_options(p: Protocol, overrides: Mapping[str, Any]) -> dict[str, Any]:
+    """The protocol's options with a run's overrides; only options the metric itself reads may change."""
+    metric = _implementation(p.metric)
+    bad = sorted(set(overrides) - set(metric.options))
+    if bad:
+        raise ConfigError(f"option{'s' if len(bad) > 1 else ''} {', '.join(bad)} cannot be set for metric "
+                          f"'{p.metric}'.{suggest(bad[0], sorted(metric.options))}",
+                          hint=f"it reads: {', '.join(sorted(metric.options)) or 'no options'}")
+    return {**dict(p.options), **dict(overrides)}

@@ -65,7 +65,9 @@ class FeatureStats:
     """Exact streaming sums (n, sum x, sum x x^T) of feature vectors, optionally keeping the raw features.
 
     `update(features, indices)` may be called with any batching; `indices` are the global image
-    indices (needed only to order kept features; consecutive numbers are assumed otherwise).
+    indices (they order kept features; consecutive numbers are assumed without them). An index
+    added twice raises, in one object, on `merge` and across processes in `all_reduce`: counting
+    an image twice would silently move every number.
     """
 
     def __init__(self, dim: int | None = None, keep_features: bool = False,
@@ -78,6 +80,8 @@ class FeatureStats:
         self._sum2: torch.Tensor | None = None  # int64 [2L-1, D, D]: sum over i+j=k of limb_i^T limb_j
         self._kept: list[tuple[torch.Tensor, torch.Tensor]] = []  # (int64 indices, raw features), CPU
         self._next_index = 0
+        self._seen: set[int] = set()  # every index added so far (explicit or implicit)
+        self._explicit = False  # some update() named its indices (sharded / distributed accumulation)
         self._reduced = False
         if dim is not None:
             self._alloc(dim)
@@ -102,9 +106,17 @@ class FeatureStats:
         if indices is None:
             idx = torch.arange(self._next_index, self._next_index + n, dtype=torch.int64)
         else:
-            idx = torch.as_tensor(np.asarray(indices), dtype=torch.int64).reshape(-1).cpu()
+            idx = _index_tensor(indices)
             if idx.numel() != n:
                 raise ConfigError(f"{idx.numel()} indices for {n} feature rows")
+        new_indices = idx.tolist()
+        fresh = set(new_indices)
+        if len(fresh) != n or not self._seen.isdisjoint(fresh):
+            raise ConfigError(f"image index {_first_repeat(new_indices, self._seen)} added twice to the "
+                              "same statistics", hint="pass each image's global index once (shards must not "
+                                                      "overlap)")
+        self._seen |= fresh
+        self._explicit = self._explicit or indices is not None
         if n:
             self._next_index = max(self._next_index, int(idx.max()) + 1)
         for start in range(0, n, CHUNK_ROWS):
@@ -131,9 +143,14 @@ class FeatureStats:
             raise ConfigError(f"cannot merge statistics of dimension {other.dim} into {self.dim}")
         if self._n + other._n > MAX_IMAGES:
             raise ConfigError(f"more than {MAX_IMAGES} images in one FeatureStats (int64 head room)")
+        if self._explicit and other._explicit and not self._seen.isdisjoint(other._seen):
+            raise ConfigError(f"image index {min(self._seen & other._seen)} is in both statistics being merged",
+                              hint="merge the statistics of disjoint shards only")
         self._sum += other._sum.to(self.device)
         self._sum2 += other._sum2.to(self.device)
         self._n += other._n
+        self._seen |= other._seen
+        self._explicit = self._explicit or other._explicit
         self._next_index = max(self._next_index, other._next_index)
         if self.keep_features:
             self._kept.extend(other._kept)
@@ -154,6 +171,7 @@ class FeatureStats:
             self._alloc(dim)
         elif dim != self.dim:
             raise ConfigError(f"processes hold features of different dimensions ({self.dim} vs {dim})")
+        self._seen = self._indices_across_processes()
         self._n = distributed.sum_int(self._n)
         distributed.sum_tensor_(self._sum)
         distributed.sum_tensor_(self._sum2)
@@ -164,6 +182,21 @@ class FeatureStats:
         self._next_index = int(distributed.max_int(self._next_index))
         self._reduced = True
         return self
+
+    def _indices_across_processes(self) -> set[int]:
+        """Every process's indices, gathered (12 bytes per image): an image in two shards raises."""
+        from sidbench import distributed
+
+        if not distributed.max_int(int(self._explicit)):
+            return self._seen  # implicit indices only: each process numbers its own images from 0
+        self._explicit = True
+        local = torch.tensor(sorted(self._seen), dtype=torch.int64)
+        everyone, _ = distributed.gather_rows(local, torch.zeros(local.numel(), 1))
+        unique, counts = torch.unique(everyone, return_counts=True)
+        if bool((counts > 1).any()):
+            raise ConfigError(f"image index {int(unique[counts > 1][0])} was added by more than one process",
+                              hint="each process must take a disjoint shard (i % world == rank)")
+        return set(unique.tolist())
 
     # -- results ------------------------------------------------------------------------------
     @property
@@ -231,6 +264,26 @@ class FeatureStats:
             "num_images": np.asarray(self._n, dtype=np.int64),
             "cov_unbiased": np.asarray(bool(unbiased)),
         }
+
+
+def _index_tensor(indices: Any) -> torch.Tensor:
+    """Image indices as a flat int64 CPU tensor; non-integer indices are refused, not truncated."""
+    if isinstance(indices, torch.Tensor):
+        arr = indices.detach().cpu().numpy()
+    else:
+        arr = np.asarray(indices)
+    if arr.size and arr.dtype.kind not in "iu":
+        raise ConfigError(f"image indices must be integers, got dtype {arr.dtype}")
+    return torch.from_numpy(arr.astype(np.int64, copy=False).reshape(-1))
+
+
+def _first_repeat(indices: list[int], seen: set[int]) -> int:
+    inside: set[int] = set()
+    for i in indices:
+        if i in seen or i in inside:
+            return i
+        inside.add(i)
+    raise AssertionError("no repeated index")  # only called when there is one
 
 
 def _combine(parts: list[torch.Tensor], exponents: list[int]) -> np.ndarray:

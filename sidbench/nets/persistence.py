@@ -7,12 +7,20 @@ the full source of the defining module, which EDM's loader `exec`s, and `state` 
 the object's `__dict__` (`_parameters`, `_buffers`, `_modules`, `_init_kwargs`, ...).
 
 Here the unpickler allows only a short list of globals (tensor and storage
-rebuilding, OrderedDict, sets) and maps `_reconstruct_persistent_obj` to a
-function that returns a plain `Record` and never looks at `module_src`. Other
-classes that appear (torch.nn containers such as ModuleDict, dnnlib.EasyDict) are
-replaced by inert stand-ins that only keep their pickled state. Any other global
-is refused by name. The parameters and buffers are then collected by dotted
-name, exactly as `state_dict()` would name them.
+rebuilding, OrderedDict, sets, numpy scalars of plain numeric types) and maps
+`_reconstruct_persistent_obj` to a function that returns a plain `Record` and never
+looks at `module_src`. Other classes that appear (torch.nn containers such as
+ModuleDict, dnnlib.EasyDict) are replaced by inert stand-ins that only keep their
+pickled state. Any other global is refused by name. The parameters and buffers are
+then collected by dotted name, exactly as `state_dict()` would name them.
+
+EDM's SongUNet passes `skip_scale=np.sqrt(0.5)` to every block (DhariwalUNet its
+init gains), so every released network holds numpy float64 scalars, pickled as
+`numpy.core.multiarray.scalar(numpy.dtype('f8'), bytes)` (numpy 1.x; numpy 2 writes
+`numpy._core`). They become Python numbers; object dtypes and arrays stay refused.
+SiDA's generators pickle SiDA's own classes (`EDMPrecond_EncoderDecoder` around
+`SongUNet_EncoderDecoder` / `DhariwalUNet_EncoderDecoder`), which have EDM's
+parameter names and forward pass; they convert to ours, the original names recorded.
 """
 
 from __future__ import annotations
@@ -22,11 +30,13 @@ import collections
 import io
 import os
 import pickle
+import re
 import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sidbench.errors import AssetError, CheckpointError, ConfigError
@@ -39,6 +49,10 @@ TRUST_HINT = ("unpickling a file can run arbitrary code; pass --trust-pickle (tr
 # Positional constructor arguments of EDM's preconditioners, in order (EDM passes keywords; this
 # only matters for a pickle whose `_init_args` is not empty).
 _PRECOND_POSITIONAL = ("img_resolution", "img_channels", "label_dim", "use_fp16")
+# SiDA's classes (mingyuanzhou/SiD, branch sida, sida_training/sida_networks.py) -> ours.
+SIDA_CLASSES = {"EDMPrecond_EncoderDecoder": "EDMPrecond"}
+SIDA_MODELS = {"SongUNet_EncoderDecoder": "SongUNet", "DhariwalUNet_EncoderDecoder": "DhariwalUNet"}
+KNOWN_CLASSES = ("EDMPrecond", "VPPrecond", "VEPrecond", *SIDA_CLASSES)
 
 
 @dataclass
@@ -150,7 +164,52 @@ def _reconstructor(cls: Any, base: Any, state: Any) -> Any:
     raise CheckpointError(f"the pickle reconstructs {cls!r}, which is not allowed", hint=TRUST_HINT)
 
 
+# numpy.dtype specs a pickled numpy scalar may have: bool, integers, float16/32/64 (any byte order).
+_NUMPY_SPEC = re.compile(r"[<>=|]?(b1|[iu][1248]|f[248])")
+
+
+def _refuse_numpy(what: str) -> CheckpointError:
+    return CheckpointError(f"the pickle holds {what}, which is not allowed in a network pickle; "
+                           "nothing was executed",
+                           hint="this is not an EDM network pickle, or it was tampered with")
+
+
+class NumpyDType:
+    """`numpy.dtype(spec, align, copy)` as a pickle rebuilds it, limited to plain bool/int/float types."""
+
+    def __init__(self, spec: Any, align: Any = False, copy: Any = True) -> None:
+        if not isinstance(spec, str) or not _NUMPY_SPEC.fullmatch(spec):
+            raise _refuse_numpy(f"a numpy dtype {spec!r} (only bool, integer and float scalars are read)")
+        self.spec = spec
+        self.byteorder = "="
+
+    def __setstate__(self, state: Any) -> None:
+        # (version, byteorder, subarray, names, fields, elsize, alignment, flags[, metadata])
+        plain = (isinstance(state, tuple) and len(state) in (8, 9) and state[1] in ("<", ">", "|", "=")
+                 and state[2:5] == (None, None, None) and (len(state) == 8 or not state[8]))
+        if not plain:
+            raise _refuse_numpy(f"a numpy dtype {self.spec!r} with structured or unknown state")
+        self.byteorder = state[1]
+
+    def numpy(self) -> np.dtype:
+        dtype = np.dtype(self.spec)
+        return dtype.newbyteorder(self.byteorder) if self.byteorder in "<>" else dtype
+
+
+def _numpy_scalar(dtype: Any, data: Any = None) -> bool | int | float:
+    """`numpy.core.multiarray.scalar(dtype, bytes)`: the Python number it holds (value kept exactly)."""
+    if not isinstance(dtype, NumpyDType):
+        raise _refuse_numpy("a numpy scalar without a plain numeric dtype")
+    np_dtype = dtype.numpy()
+    if not isinstance(data, bytes) or len(data) != np_dtype.itemsize:
+        raise _refuse_numpy(f"a numpy {np_dtype} scalar whose data is not {np_dtype.itemsize} bytes")
+    return np.frombuffer(data, dtype=np_dtype)[0].item()
+
+
 _ALLOWED: dict[tuple[str, str], Any] = {
+    ("numpy.core.multiarray", "scalar"): _numpy_scalar,  # numpy 1.x, which the released files used
+    ("numpy._core.multiarray", "scalar"): _numpy_scalar,  # numpy 2
+    ("numpy", "dtype"): NumpyDType,
     ("torch_utils.persistence", "_reconstruct_persistent_obj"): _reconstruct_record,
     ("torch._utils", "_rebuild_tensor_v2"): torch._utils._rebuild_tensor_v2,
     ("torch._utils", "_rebuild_tensor"): torch._utils._rebuild_tensor,
@@ -252,11 +311,19 @@ def collect_tensors(root: Record | StandIn) -> dict[str, torch.Tensor]:
 
 
 def precond_config(record: Record) -> dict:
-    """`{"class_name", "init_kwargs"}` of the top-level network, from its recorded constructor arguments."""
+    """`{"class_name", "init_kwargs"}` of the top-level network, from its recorded constructor arguments.
+
+    SiDA's class names become ours (`EDMPrecond_EncoderDecoder` -> `EDMPrecond`, and its
+    `model_type`); `original_names` in the result says what was renamed.
+    """
     if not isinstance(record, Record):
         raise CheckpointError("the network object in the pickle is not an EDM persistent class",
                               hint="only networks saved with EDM's torch_utils.persistence can be converted")
-    if "_init_kwargs" not in record.state:
+    if record.class_name not in KNOWN_CLASSES:
+        raise CheckpointError(f"the network in the pickle is a {record.class_name}, "
+                              "which sidbench cannot rebuild",
+                              hint=f"convertible classes: {', '.join(KNOWN_CLASSES)}")
+    if "_init_kwargs" not in record.state or not isinstance(record.state["_init_kwargs"], dict):
         raise CheckpointError(f"{record.class_name} in the pickle has no recorded constructor arguments",
                               hint="it was saved with _record_init_args = False; cannot rebuild it")
     kwargs = dict(record.init_kwargs)
@@ -266,7 +333,18 @@ def precond_config(record: Record) -> dict:
                               hint="cannot tell their names; convert from a pickle built with keywords")
     for key, value in zip(_PRECOND_POSITIONAL, args, strict=False):
         kwargs[key] = value
-    return {"class_name": record.class_name, "init_kwargs": _plain(kwargs)}
+    renamed = {}
+    class_name = SIDA_CLASSES.get(record.class_name, record.class_name)
+    if class_name != record.class_name:
+        renamed["class_name"] = record.class_name
+        # SiDA's preconditioner defaults to its own SongUNet; EDM's pickles always record model_type.
+        kwargs.setdefault("model_type", "SongUNet_EncoderDecoder")
+    model_type = kwargs.get("model_type")
+    if isinstance(model_type, str) and model_type in SIDA_MODELS:
+        renamed["model_type"] = model_type
+        kwargs["model_type"] = SIDA_MODELS[model_type]
+    config = {"class_name": class_name, "init_kwargs": _plain(kwargs)}
+    return {**config, "original_names": renamed} if renamed else config
 
 
 def _plain(value: Any) -> Any:
@@ -297,15 +375,15 @@ def check_preset(config: dict, preset: str) -> None:
     Keys the pickle does not record are model defaults and are not compared;
     dropout is a training setting and may differ (SiD's generators use their own).
     """
-    from sidbench.nets.native import to_jsonable
+    from sidbench.nets.native import jsonable
     from sidbench.nets.presets import preset_config
 
     want = preset_config(preset)
     diffs = []
     if want["class_name"] != config["class_name"].rsplit(".", 1)[-1]:
         diffs.append(f"class_name {config['class_name']} (preset: {want['class_name']})")
-    got = to_jsonable(config["init_kwargs"])  # same spelling on both sides: lists, "inf"
-    for k, v in to_jsonable(want["init_kwargs"]).items():
+    got = jsonable(config["init_kwargs"])  # same spelling on both sides: lists, "inf"
+    for k, v in jsonable(want["init_kwargs"]).items():
         if k in got and k not in ("dropout", "label_dropout") and got[k] != v:
             diffs.append(f"{k}={got[k]!r} (preset: {v!r})")
     if diffs:
@@ -313,31 +391,54 @@ def check_preset(config: dict, preset: str) -> None:
                           hint="drop --preset, or pick the file that matches it")
 
 
-def convert_pickle(path: str | os.PathLike, out_dir: str | os.PathLike, *, trust_pickle: bool,
-                   key: str | None = "ema", preset: str | None = None) -> Path:
-    """Convert an EDM persistence pickle into a native folder; returns its `network.json`.
+GENERATOR_NOTE = ("the pickle holds only 'ema', as SiD's and SiDA's one-step generator snapshots do; "
+                  "if this is a generator, convert it with role 'generator' (--role generator, sigma_init "
+                  "2.5 by default) so `generate` and `eval --generator` sample it in one step")
 
-    The network is rebuilt with `build_network` from the pickled constructor
-    arguments and loaded strictly, so a pickle whose tensors do not match the
-    architecture its config names is refused with the mismatched names. With
-    `preset`, the pickle's architecture must also be that preset's.
+
+def _notes(obj: Any, used_key: str | None, role: str | None) -> list[str]:
+    """What the user should know about a conversion that the record alone does not say."""
+    if role is None and used_key == "ema" and isinstance(obj, dict) and set(obj) == {"ema"}:
+        return [GENERATOR_NOTE]
+    return []
+
+
+def convert_pickle(path: str | os.PathLike, out_dir: str | os.PathLike, *, trust_pickle: bool,
+                   key: str | None = "ema", preset: str | None = None, role: str | None = None,
+                   sigma_init: float | None = None) -> Path:
+    """Convert an EDM / SiD / SiDA persistence pickle into a native folder; returns its `network.json`.
+
+    The tensors are compared, name by name and shape by shape, with the architecture
+    the pickled constructor arguments describe (built on the meta device, so a wrong
+    config allocates nothing), then loaded strictly. With `preset`, the pickle's
+    architecture must also be that preset's. `role` ("generator", "teacher",
+    "network") and a generator's `sigma_init` (2.5 by default) are recorded; an
+    `ema`-only snapshot converted without a role gets a note in `notes`.
     """
     from sidbench.fileio import sha256_file
     from sidbench.nets.build import build_network
-    from sidbench.nets.native import check_state_dict, save_network
+    from sidbench.nets.native import check_fits, check_role, check_shapes, planned_shapes, save_network
 
     p = Path(path)
+    role_to_record, sigma_to_record = check_role(role, sigma_init)  # bad values fail before the file is read
     if not trust_pickle:
         raise CheckpointError(f"refusing to unpickle {p.name} without --trust-pickle", hint=TRUST_HINT)
     obj = read_pickle(p)
     record, used_key = select_network(obj, key)
     config = precond_config(record)
+    renamed = config.pop("original_names", {})
     if preset is not None:
         check_preset(config, preset)
     tensors = collect_tensors(record)
+    what = f"{p.name}[{used_key!r}]" if used_key else p.name
+    planned = planned_shapes(config)
+    check_shapes(planned, {k: tuple(v.shape) for k, v in tensors.items()}, what)
+    check_fits(planned, what, copies=1)  # the tensors are in memory already; the network is one more copy
     net = build_network(config)
-    check_state_dict(net, tensors, f"{p.name}[{used_key!r}]" if used_key else p.name)
     net.load_state_dict(tensors, strict=True)
     source = {"file": p.name, "sha256": sha256_file(p), "key": used_key, "format": FORMAT,
               "class_name": record.class_name, "persistence_version": record.version}
-    return save_network(net, config, out_dir, source=source)
+    if "model_type" in renamed:
+        source["model_type"] = renamed["model_type"]
+    return save_network(net, config, out_dir, source=source, role=role_to_record, sigma_init=sigma_to_record,
+                        notes=_notes(obj, used_key, role))

@@ -124,7 +124,8 @@ class Precond(torch.nn.Module):
 
 
 def _vp_sigma(t: float | torch.Tensor, beta_d: float, beta_min: float) -> torch.Tensor:
-    t = torch.as_tensor(t)
+    # A number is a CPU scalar even under `with torch.device("meta")` (shape checks), where it needs a value.
+    t = t if isinstance(t, torch.Tensor) else torch.as_tensor(t, device="cpu")
     return ((0.5 * beta_d * t**2 + beta_min * t).exp() - 1).sqrt()
 
 

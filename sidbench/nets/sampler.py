@@ -4,16 +4,102 @@
 rounded by the network, last step plain Euler, churn noise drawn from the per-image
 generator), so that with `StackedRandomGenerator` it reproduces EDM's images.
 A deterministic run costs `heun_nfe(num_steps) = 2 * num_steps - 1` network calls.
+`check_sampler_settings` is the one check of the numeric settings, for every caller
+(generate, eval, training) to run before any work: a zero sigma_min, a NaN sigma or a
+zero rho would otherwise turn into NaN images much later.
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
+from typing import Any
 
 import torch
 
 from sidbench.errors import ConfigError
+
+SAMPLERS = ("heun", "onestep")
+MAX_STEPS = 100_000  # far beyond any published schedule (EDM's longest: 256 steps)
+
+
+def default_steps(resolution: int) -> int:
+    """EDM's published teacher settings: 18 steps (35 NFE) up to 32x32, 40 (79 NFE) above."""
+    return 18 if resolution <= 32 else 40
+
+
+_HINTS = {
+    "sigma_min": "use e.g. 0.002, EDM's default",
+    "sigma_max": "use e.g. 80, EDM's default",
+    "rho": "use e.g. 7, EDM's default",
+    "S_churn": "use 0 for the deterministic sampler, e.g. 40 for EDM's stochastic one",
+    "S_min": "use e.g. 0 or 0.05",
+    "S_max": "use e.g. inf for no upper limit, or 50",
+    "S_noise": "use e.g. 1.0 or 1.003",
+    "sigma_init": "use e.g. 2.5, SiD's default",
+}
+
+
+def _number(name: str, value: Any, *, above: float | None = None, at_least: float | None = None,
+            bound_name: str | None = None, allow_inf: bool = False) -> float:
+    """`value` as a float, refused unless a real number, finite (or +inf if allowed) and in range."""
+    hint = _HINTS[name]
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{name} must be a number, not {value!r}", hint=hint)
+    x = float(value)
+    if math.isnan(x) or (math.isinf(x) and not (allow_inf and x > 0)):
+        raise ConfigError(f"{name} {x} must be a finite number{' or inf' if allow_inf else ''}", hint=hint)
+    if above is not None and not x > above:
+        raise ConfigError(f"{name} {x:g} must be greater than {bound_name or format(above, 'g')}", hint=hint)
+    if at_least is not None and not x >= at_least:
+        raise ConfigError(f"{name} {x:g} must be at least {bound_name or format(at_least, 'g')}", hint=hint)
+    return x
+
+
+def check_sampler_settings(
+    num_steps: int = 18,
+    sigma_min: float = 0.002,
+    sigma_max: float = 80.0,
+    rho: float = 7.0,
+    S_churn: float = 0.0,
+    S_min: float = 0.0,
+    S_max: float = math.inf,
+    S_noise: float = 1.0,
+    sigma_init: float = 2.5,
+    *,
+    sampler: str = "heun",
+) -> dict[str, Any]:
+    """Validate every sampler setting (type, finite, in range); return them as int/floats.
+
+    The returned dict has the nine keys above; `edm_sampler` takes all but `sigma_init`.
+    Every value is checked whichever `sampler` is chosen (defaults are valid), except
+    the step count, which only the Heun sampler needs to be 2 or more. sigma_min must be
+    above 0 because the sampler divides by it; only S_max may be inf.
+    """
+    if sampler not in SAMPLERS:
+        raise ConfigError(f"unknown sampler '{sampler}'", hint=f"choose one of {', '.join(SAMPLERS)}")
+    if isinstance(num_steps, bool) or not isinstance(num_steps, numbers.Integral):
+        raise ConfigError(f"num_steps must be a whole number, not {num_steps!r}", hint="use e.g. 18 steps")
+    steps = int(num_steps)
+    low = 2 if sampler == "heun" else 1
+    if not low <= steps <= MAX_STEPS:
+        hint = f"use {low} or more steps" if steps < low else f"use at most {MAX_STEPS} steps"
+        raise ConfigError(f"num_steps {steps} is out of range for the {sampler} sampler", hint=hint)
+    lo = _number("sigma_min", sigma_min, above=0.0)
+    hi = _number("sigma_max", sigma_max, above=lo, bound_name=f"sigma_min {lo:g}")
+    s_min = _number("S_min", S_min, at_least=0.0)
+    return {
+        "num_steps": steps,
+        "sigma_min": lo,
+        "sigma_max": hi,
+        "rho": _number("rho", rho, above=0.0),
+        "S_churn": _number("S_churn", S_churn, at_least=0.0),
+        "S_min": s_min,
+        "S_max": _number("S_max", S_max, at_least=s_min, bound_name=f"S_min {s_min:g}", allow_inf=True),
+        "S_noise": _number("S_noise", S_noise, at_least=0.0),
+        "sigma_init": _number("sigma_init", sigma_init, above=0.0),
+    }
 
 
 def heun_nfe(num_steps: int) -> int:
@@ -33,10 +119,15 @@ def edm_time_steps(
 
     sigma_min / sigma_max are clamped to the range the network supports.
     """
-    if num_steps < 2:
-        raise ConfigError(f"--steps {num_steps} is too few for the Heun sampler", hint="use 2 or more steps")
+    check_sampler_settings(num_steps, sigma_min, sigma_max, rho)
     sigma_min = max(sigma_min, float(net.sigma_min))
     sigma_max = min(sigma_max, float(net.sigma_max))
+    if not 0 < sigma_min < sigma_max < math.inf:
+        raise ConfigError(
+            f"the network supports sigma {float(net.sigma_min):g}..{float(net.sigma_max):g}, which leaves "
+            f"an empty noise range for the sampler ({sigma_min:g}..{sigma_max:g})",
+            hint="choose sigma_min and sigma_max inside the network's range",
+        )
     i = torch.arange(num_steps, dtype=torch.float64, device=device)
     lo, hi = sigma_min ** (1 / rho), sigma_max ** (1 / rho)
     t = (hi + i / (num_steps - 1) * (lo - hi)) ** rho
@@ -65,6 +156,7 @@ def edm_sampler(
     With `S_churn > 0`, noise is drawn with `randn_like` once per step (also at steps
     outside [S_min, S_max], as EDM does, so the random stream stays aligned).
     """
+    check_sampler_settings(num_steps, sigma_min, sigma_max, rho, S_churn, S_min, S_max, S_noise)
     t_steps = edm_time_steps(net, num_steps, sigma_min, sigma_max, rho, device=latents.device)
     stochastic = S_churn > 0
     x_next = latents.to(torch.float64) * t_steps[0]
@@ -118,6 +210,7 @@ def onestep_generate(
 
     Returns float64 images (1 network call per image), matching SiD's generate script.
     """
+    check_sampler_settings(sigma_init=sigma_init, sampler="onestep")
     b = z.shape[0]
     x = z.to(torch.float64) * sigma_init
     sigma = torch.full([b], float(sigma_init), device=z.device)

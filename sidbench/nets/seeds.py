@@ -10,54 +10,115 @@ and makes every image independent of the batch it was computed in.
 
 from __future__ import annotations
 
+import numbers
+import operator
 import re
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 
 import torch
 
 from sidbench.errors import ConfigError
 
-_RANGE = re.compile(r"^(\d+)-(\d+)$")
+MAX_SEED = 2**32 - 1  # EDM seeds a generator with seed % 2**32: larger seeds would repeat images
+MAX_SEEDS = 1_000_000  # seeds per call; a bigger list costs memory before any image is made
+_RANGE = re.compile(r"^(\d+)\s*-\s*(\d+)$")
 _INT = re.compile(r"^\d+$")
+_NEGATIVE = re.compile(r"^-\s*\d+$|^\d+\s*-\s*-\s*\d+$")
+_RANGE_HINT = f"seeds are 0..{MAX_SEED}, EDM's 32-bit range"
+_SPLIT_HINT = f"split them into runs of at most {MAX_SEEDS:,} seeds; the runs may share one --out"
+
+
+def _seed(text: str, spec: str) -> int:
+    """One seed from its digits, refused beyond EDM's range without building a huge int."""
+    digits = text.lstrip("0") or "0"
+    if len(digits) > len(str(MAX_SEED)) or int(digits) > MAX_SEED:
+        shown = text if len(text) <= 20 else text[:20] + "..."
+        raise ConfigError(f"seed {shown} in '{spec[:60]}' is out of range", hint=_RANGE_HINT)
+    return int(digits)
+
+
+def _checked(seeds: list[int], spec_text: str) -> list[int]:
+    if not seeds:
+        raise ConfigError("the seed list is empty", hint="give e.g. --seeds 0-49999 or --num 50000")
+    if len(seeds) > MAX_SEEDS:
+        raise ConfigError(f"{len(seeds):,} seeds is more than {MAX_SEEDS:,} in one call", hint=_SPLIT_HINT)
+    seen: set[int] = set()
+    for s in seeds:
+        if s < 0:
+            raise ConfigError(f"negative seed {s} in '{spec_text[:60]}'",
+                              hint="seeds are non-negative integers")
+        if s > MAX_SEED:
+            raise ConfigError(f"seed {s} is out of range", hint=_RANGE_HINT)
+        if s in seen:
+            raise ConfigError(f"seed {s} appears more than once in '{spec_text[:60]}'",
+                              hint="list each seed once")
+        seen.add(s)
+    return seeds
 
 
 def parse_seeds(spec: str | Sequence[int]) -> list[int]:
     """Parse '0-49999,60000,70-79' into a list of seeds (ranges inclusive, order kept).
 
     Stricter than EDM's `parse_int_list`: empty parts, negative numbers, reversed
-    ranges and repeated seeds are refused, since each would silently change how many
-    distinct images a metric sees.
+    ranges, repeated seeds and seeds beyond 2**32-1 are refused, since each would
+    silently change how many distinct images a metric sees. A list longer than
+    `MAX_SEEDS` is refused before it is built.
     """
     if not isinstance(spec, str):
-        seeds = [int(s) for s in spec]
-        spec_text = ",".join(str(s) for s in seeds)
-    else:
-        spec_text = spec
+        if isinstance(spec, Sized) and len(spec) > MAX_SEEDS:
+            raise ConfigError(f"{len(spec):,} seeds is more than {MAX_SEEDS:,} in one call", hint=_SPLIT_HINT)
         seeds = []
-        for raw in spec.split(","):
-            part = raw.strip()
-            m = _RANGE.match(part)
-            if m:
-                lo, hi = int(m.group(1)), int(m.group(2))
-                if hi < lo:
-                    raise ConfigError(f"seed range '{part}' is empty (end < start)",
-                                      hint="write it as LOW-HIGH")
-                seeds.extend(range(lo, hi + 1))
-            elif _INT.match(part):
-                seeds.append(int(part))
-            else:
-                raise ConfigError(
-                    f"cannot parse seeds '{spec}': bad part '{raw}'",
-                    hint="use non-negative integers and inclusive ranges, e.g. 0-49999,60000,70-79",
-                )
-    if not seeds:
-        raise ConfigError("the seed list is empty", hint="give e.g. --seeds 0-49999 or --num 50000")
-    if any(s < 0 for s in seeds):
-        raise ConfigError(f"negative seed in '{spec_text}'", hint="seeds are non-negative integers")
-    if len(set(seeds)) != len(seeds):
-        dup = next(s for i, s in enumerate(seeds) if s in seeds[:i])
-        raise ConfigError(f"seed {dup} appears more than once in '{spec_text}'", hint="list each seed once")
-    return seeds
+        for s in spec:
+            if isinstance(s, bool) or not hasattr(type(s), "__index__"):
+                raise ConfigError(f"seed {s!r} is not a whole number",
+                                  hint="give a list of ints or '0-49999'")
+            seeds.append(operator.index(s))
+            if len(seeds) > MAX_SEEDS:
+                raise ConfigError(f"more than {MAX_SEEDS:,} seeds in one call", hint=_SPLIT_HINT)
+        return _checked(seeds, ",".join(str(s) for s in seeds[:20]))
+    bounds: list[tuple[int, int]] = []
+    total = 0
+    for raw in spec.split(","):
+        part = raw.strip()
+        if m := _RANGE.match(part):
+            lo, hi = _seed(m.group(1), spec), _seed(m.group(2), spec)
+            if hi < lo:
+                raise ConfigError(f"seed range '{part}' is empty (end < start)", hint="write it as LOW-HIGH")
+        elif _INT.match(part):
+            lo = hi = _seed(part, spec)
+        elif _NEGATIVE.match(part):
+            raise ConfigError(f"negative seed in '{spec[:60]}'", hint="seeds are non-negative integers")
+        else:
+            raise ConfigError(
+                f"cannot parse seeds '{spec[:60]}': bad part '{raw[:30]}'",
+                hint="use non-negative integers and inclusive ranges, e.g. 0-49999,60000,70-79",
+            )
+        total += hi - lo + 1
+        if total > MAX_SEEDS:
+            raise ConfigError(f"'{spec[:60]}' lists more than {MAX_SEEDS:,} seeds", hint=_SPLIT_HINT)
+        bounds.append((lo, hi))
+    seeds = [s for lo, hi in bounds for s in range(lo, hi + 1)]
+    return _checked(seeds, spec)
+
+
+def resolve_seeds(seeds: str | Sequence[int] | None, num: int | None) -> list[int]:
+    """The seed list from `seeds` and/or a count: `num` alone means 0..num-1; given both, they must agree."""
+    if num is not None:
+        if isinstance(num, bool) or not isinstance(num, numbers.Integral) or num < 1:
+            raise ConfigError(f"the number of images {num!r} must be a whole number >= 1",
+                              hint="e.g. --num 50000")
+        if num > MAX_SEEDS:
+            raise ConfigError(f"{num:,} images is more than {MAX_SEEDS:,} in one call", hint=_SPLIT_HINT)
+    if seeds is None:
+        if num is None:
+            raise ConfigError("no seeds given", hint="give --seeds 0-49999 or --num 50000")
+        return list(range(num))
+    parsed = parse_seeds(seeds)
+    if num is not None and num != len(parsed):
+        shown = seeds if isinstance(seeds, str) else format_seeds(parsed)
+        raise ConfigError(f"--seeds {shown[:60]} lists {len(parsed)} seeds but --num is {num}",
+                          hint="drop one of them or make them agree")
+    return parsed
 
 
 def format_seeds(seeds: Sequence[int]) -> str:
@@ -109,6 +170,9 @@ def check_class_idx(class_idx: int | None, label_dim: int) -> None:
     """Refuse a fixed class for an unconditional net, or one outside 0..label_dim-1."""
     if class_idx is None:
         return
+    if isinstance(class_idx, bool) or not isinstance(class_idx, numbers.Integral):
+        raise ConfigError(f"class {class_idx!r} is not a whole number",
+                          hint="give a class index, e.g. --class 3")
     if not label_dim:
         raise ConfigError(
             f"class {class_idx} asked for an unconditional network",

@@ -83,11 +83,16 @@ def _config(config: Any, preset: str | None) -> dict:
     if isinstance(config, dict):
         return config
     try:
-        data = json.loads(Path(config).read_text(encoding="utf-8"))
+        text = Path(config).read_text(encoding="utf-8")
     except FileNotFoundError:
         raise AssetError(f"config file {config} does not exist",
                          hint="give a network.json-style file") from None
-    except json.JSONDecodeError as exc:
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"config file {config} cannot be read ({exc})",
+                          hint="give a JSON text file") from None
+    try:
+        data = json.loads(text, parse_constant=_bare_constant)
+    except ValueError as exc:  # JSONDecodeError, or a bare NaN/Infinity
         raise ConfigError(f"config file {config} is not valid JSON ({exc})", hint="fix the file") from None
     if not isinstance(data, dict):
         raise ConfigError(f"config file {config} does not hold a JSON object",
@@ -95,18 +100,31 @@ def _config(config: Any, preset: str | None) -> dict:
     return {"class_name": data.get("class_name"), "init_kwargs": data.get("init_kwargs")}
 
 
+def _bare_constant(name: str) -> Any:
+    raise ValueError(f"bare {name}; write it as a string (\"inf\", \"-inf\", \"nan\")")
+
+
 def convert_state_dict(path: str | os.PathLike, out_dir: str | os.PathLike, *,
-                       config: str | os.PathLike | dict | None = None, preset: str | None = None) -> Path:
-    """Convert a plain state dict into a native folder (strict load against the named architecture)."""
+                       config: str | os.PathLike | dict | None = None, preset: str | None = None,
+                       role: str | None = None, sigma_init: float | None = None) -> Path:
+    """Convert a plain state dict into a native folder (strict load against the named architecture).
+
+    The tensors are compared with the architecture built on the meta device before
+    the network is allocated. `role` and a generator's `sigma_init` are recorded as in
+    `convert_pickle`.
+    """
     from sidbench.fileio import sha256_file
     from sidbench.nets.build import build_network
-    from sidbench.nets.native import check_state_dict, save_network
+    from sidbench.nets.native import check_fits, check_role, check_shapes, planned_shapes, save_network
 
     p = Path(path)
+    role, sigma_init = check_role(role, sigma_init)
     cfg = _config(config, preset)
+    planned = planned_shapes(cfg)  # a bad config fails before the file is read
     tensors = read_state_dict(p)
+    check_shapes(planned, {k: tuple(v.shape) for k, v in tensors.items()}, p.name)
+    check_fits(planned, p.name, copies=1)
     net = build_network(cfg)
-    check_state_dict(net, tensors, p.name)
     net.load_state_dict(tensors, strict=True)
     source = {"file": p.name, "sha256": sha256_file(p), "format": FORMAT, "preset": preset}
-    return save_network(net, cfg, out_dir, source=source)
+    return save_network(net, cfg, out_dir, source=source, role=role, sigma_init=sigma_init)

@@ -26,11 +26,18 @@ class DatasetIdentity:
 
 @dataclass(frozen=True)
 class TeacherSpec:
-    """Where the teacher comes from and how it is sampled (EDM Heun, rho 7)."""
+    """Where the teacher comes from, what network it must be, and how it is sampled (EDM Heun, rho 7).
 
-    asset: str | None  # name in sidbench.assets.ASSETS, or None for a packaged teacher
+    `preconditioner` and `architecture` are the network's class and `model_type`
+    (`sidbench.suites.resolve.check_teacher` refuses another); `preconditioner` is None
+    for a teacher that is not a native sidbench network (SD 1.5 in diffusers layout).
+    """
+
+    asset: str | None  # name in sidbench.assets.ASSETS (converted into the cache), or None
     packaged: str | None = None  # folder under sidbench/suites/assets/ for shipped teachers
     heun_steps: int = 18
+    preconditioner: str | None = "EDMPrecond"
+    architecture: str | None = None  # init_kwargs["model_type"], e.g. SongUNet (DDPM++) or DhariwalUNet (ADM)
     sigma_min: float = 0.002
     sigma_max: float = 80.0
     rho: float = 7.0

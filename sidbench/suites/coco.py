@@ -17,7 +17,7 @@ COCO2014_SD15 = Suite(
     description="COCO-2014 val, 30k captions; Stable Diffusion 1.5 teacher (SiD-LSG), FID-30k clean + CLIP",
     dataset=DatasetIdentity(name="coco2014-val", filename="val2014", num_images=40_504, resolution=256,
                             channels=3),
-    teacher=TeacherSpec(asset=None, packaged=None, heun_steps=0),
+    teacher=TeacherSpec(asset=None, packaged=None, heun_steps=0, preconditioner=None),  # diffusers, by path
     ref_stats=None,  # computed from val2014 by `sidbench refstats` under coco2014-fid30k-clean
     protocols=("coco2014-fid30k-clean", "clip-score-vitg14"),
     settings={

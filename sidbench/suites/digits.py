@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from sidbench.packaged import packaged_path
 from sidbench.suites.base import DatasetIdentity, Suite, TeacherSpec
 
-ASSET_DIR = Path(__file__).parent / "assets" / "digits"
+ASSET_DIR = packaged_path("digits", must_exist=False)
 TEACHER_DIR = ASSET_DIR / "teacher"
 REF_STATS = ASSET_DIR / "ref-stats.npz"
 
@@ -68,7 +69,8 @@ SUITE = Suite(
     description="scikit-learn digits 16x16 (1,797 images, 10 classes); shipped class-conditional teacher",
     dataset=DatasetIdentity(name="sklearn-digits", filename=None, num_images=1_797, resolution=16,
                             channels=1, label_dim=10),
-    teacher=TeacherSpec(asset=None, packaged="digits/teacher", heun_steps=18),
+    teacher=TeacherSpec(asset=None, packaged="digits/teacher", heun_steps=18,
+                        architecture=TEACHER_NETWORK["init_kwargs"]["model_type"]),
     ref_stats="digits/ref-stats.npz",
     protocols=("digits-fd", "digits-is", "digits-kid", "digits-pr"),
     settings={
@@ -94,8 +96,8 @@ def build_ref_stats(path: str | Path = REF_STATS) -> Path:
     import torch
 
     from sidbench.data.digits import DigitsDataset
+    from sidbench.metrics.extractors.digits_classifier import classifier_sha256, load_classifier
     from sidbench.metrics.reference import save_reference
-    from sidbench.suites.digits_classifier import classifier_sha256, load_classifier
 
     dataset = DigitsDataset(resolution=16)
     images, _ = dataset.arrays()

@@ -1,58 +1,34 @@
-"""The embedded suite's feature extractor: a small CNN trained on the digits themselves.
+"""How the digits suite's shipped classifier was trained (deterministic: seeded split, init, batches).
 
-Inception features mean little on 16x16 grayscale digits, so FD / IS / KID / P-R on
-the digits suite use this classifier's penultimate features and logits instead. It
-is trained deterministically (seeded split, seeded init and batches, one thread)
-and shipped with the package; `load_classifier` checks the shipped sha256.
+The network, its file format and loading live in the metrics layer
+(`sidbench.metrics.extractors.digits_classifier`), which uses it as the feature
+extractor of the digits protocols; this module re-exports them for convenience.
+`build_shipped_classifier` rebuilds `assets/digits/classifier.*` from scratch.
 """
 
 from __future__ import annotations
 
-import json
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
-from torch import nn
 
-from sidbench.errors import AssetError
-from sidbench.fileio import atomic_path, atomic_write_json, sha256_file
+from sidbench.metrics.extractors.digits_classifier import (
+    ASSET_DIR,
+    CLASSIFIER_JSON,
+    CLASSIFIER_WEIGHTS,
+    FEATURE_DIM,
+    NUM_CLASSES,
+    DigitsClassifier,
+    classifier_sha256,
+    load_classifier,
+)
+from sidbench.metrics.extractors.digits_classifier import save_classifier as _save_classifier
 
-ASSET_DIR = Path(__file__).parent / "assets" / "digits"
-CLASSIFIER_WEIGHTS = ASSET_DIR / "classifier.safetensors"
-CLASSIFIER_JSON = ASSET_DIR / "classifier.json"
-FEATURE_DIM = 128
-NUM_CLASSES = 10
-
-
-class DigitsClassifier(nn.Module):
-    """uint8 [N, 1, 16, 16] -> {"features": [N, 128], "logits": [N, 10]}.
-
-    Two conv stages (16 -> 8 -> 4), then a 128-d ReLU layer (the features) and the class logits.
-    """
-
-    def __init__(self, feature_dim: int = FEATURE_DIM, num_classes: int = NUM_CLASSES):
-        super().__init__()
-        self.body = nn.Sequential(
-            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
-            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
-            nn.Flatten(),
-            nn.Linear(64 * 4 * 4, feature_dim), nn.ReLU(),
-        )
-        self.dropout = nn.Dropout(0.3)
-        self.head = nn.Linear(feature_dim, num_classes)
-
-    def forward(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
-        if images.dtype != torch.uint8:
-            raise TypeError(f"DigitsClassifier takes uint8 images, got {images.dtype}")
-        if tuple(images.shape[1:]) != (1, 16, 16):
-            raise ValueError(f"DigitsClassifier takes [N, 1, 16, 16] images, got {list(images.shape)}")
-        x = images.to(torch.float32) / 127.5 - 1.0
-        features = self.body(x)
-        return {"features": features, "logits": self.head(self.dropout(features))}
+__all__ = ["ASSET_DIR", "CLASSIFIER_JSON", "CLASSIFIER_WEIGHTS", "FEATURE_DIM", "NUM_CLASSES",
+           "ClassifierReport", "DigitsClassifier", "accuracy", "build_shipped_classifier",
+           "classifier_sha256", "load_classifier", "save_classifier", "train_classifier"]
 
 
 @dataclass
@@ -121,42 +97,7 @@ def build_shipped_classifier(out_dir: str | Path = ASSET_DIR, seed: int = 0,
     return save_classifier(model, Path(out_dir), report), report
 
 
-def save_classifier(model: DigitsClassifier, out_dir: Path, report: ClassifierReport | None = None) -> Path:
-    """Write classifier.safetensors and classifier.json (with its sha256) atomically."""
-    from safetensors.torch import save_file
-
-    out_dir = Path(out_dir)
-    weights = out_dir / CLASSIFIER_WEIGHTS.name
-    with atomic_path(weights, suffix=".safetensors") as tmp:
-        save_file({k: v.detach().contiguous() for k, v in model.state_dict().items()}, str(tmp))
-    meta = {"format": "sidbench.digits-classifier", "format_version": 1, "name": "digits-classifier",
-            "version": "1.0.0", "weights_file": weights.name, "weights_sha256": sha256_file(weights),
-            "input": "uint8 [N,1,16,16]", "feature_dim": FEATURE_DIM, "num_classes": NUM_CLASSES}
-    if report is not None:
-        meta["training"] = report.__dict__
-    atomic_write_json(out_dir / CLASSIFIER_JSON.name, meta)
-    return weights
-
-
-def load_classifier(path: str | Path | None = None, device: str | torch.device = "cpu") -> DigitsClassifier:
-    """The shipped (or given) classifier in eval mode, after checking its sha256 against its json."""
-    from safetensors.torch import load_file
-
-    weights = Path(path) if path is not None else CLASSIFIER_WEIGHTS
-    meta_path = weights.with_suffix(".json")
-    if not weights.is_file() or not meta_path.is_file():
-        raise AssetError(f"digits classifier not found at {weights} (+ {meta_path.name})",
-                         hint="reinstall sidbench, or pass the folder written by save_classifier")
-    meta = json.loads(meta_path.read_text())
-    digest = sha256_file(weights)
-    if digest != meta.get("weights_sha256"):
-        raise AssetError(f"{weights}: sha256 {digest[:16]}... does not match {meta_path.name}",
-                         hint="the file is damaged or was replaced; reinstall sidbench")
-    model = DigitsClassifier(meta.get("feature_dim", FEATURE_DIM), meta.get("num_classes", NUM_CLASSES))
-    model.load_state_dict(load_file(str(weights)), strict=True)
-    return model.to(device).eval().requires_grad_(False)
-
-
-def classifier_sha256(path: str | Path | None = None) -> str:
-    """sha256 of the classifier weights (recorded in result records as the extractor digest)."""
-    return sha256_file(Path(path) if path is not None else CLASSIFIER_WEIGHTS)
+def save_classifier(model: DigitsClassifier, out_dir: str | Path,
+                    report: ClassifierReport | None = None) -> Path:
+    """Write classifier.safetensors and classifier.json (with its sha256 and training report) atomically."""
+    return _save_classifier(model, out_dir, asdict(report) if report is not None else None)

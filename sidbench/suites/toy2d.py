@@ -57,7 +57,8 @@ SUITE = Suite(
     version="1.0.0",
     description="2-D Gaussian mixture (8 modes on a circle) with exact denoiser; MLP teacher; fast tests",
     dataset=DatasetIdentity(name="toy2d-mixture8", filename=None, num_images=0, resolution=1, channels=2),
-    teacher=TeacherSpec(asset=None, packaged=None, heun_steps=18),
+    teacher=TeacherSpec(asset=None, packaged=None, heun_steps=18,
+                        architecture=TEACHER_NETWORK["init_kwargs"]["model_type"]),
     ref_stats=None,  # exact: mixture mean and covariance
     protocols=(),  # no named protocol yet: FD against the exact mixture mean/covariance (settings)
     settings={

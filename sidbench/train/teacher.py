@@ -10,6 +10,7 @@ noise come from explicit generators seeded from `seed`.
 from __future__ import annotations
 
 import math
+import numbers
 import os
 import time
 from dataclasses import asdict, dataclass, field
@@ -19,10 +20,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from sidbench.devices import parse_device
 from sidbench.errors import ConfigError
 from sidbench.fileio import atomic_write_json
 from sidbench.train.edm_loss import edm_loss
 from sidbench.train.ema import EMA
+from sidbench.train.memory import available_memory, estimate_training_memory, gigabytes
 
 
 @dataclass
@@ -48,6 +51,7 @@ class BatchSource:
     """Draws training batches (images in [-1, 1], one-hot labels or None) from a generator."""
 
     label_dim: int = 0
+    num_images: int | None = None  # images in a finite dataset; None when data are drawn fresh
 
     def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
         raise NotImplementedError
@@ -60,6 +64,7 @@ class TensorSource(BatchSource):
         self.images = images
         self.labels = labels
         self.label_dim = label_dim
+        self.num_images = len(images)
 
     def sample(self, batch, generator):
         idx = torch.randint(len(self.images), [batch], generator=generator)
@@ -120,6 +125,76 @@ def _window_means(values: list[float], windows: int) -> list[tuple[int, float]]:
     return [(int(b), float(np.mean(values[a:b]))) for a, b in pairs if b > a]
 
 
+# setting -> (lowest allowed, whether the lowest is allowed, highest allowed or None, example)
+_RANGES: dict[str, tuple[float, bool, float | None, str]] = {
+    "kimg": (0.0, False, None, "--kimg 100"),
+    "lr": (0.0, False, None, "--lr 1e-3"),
+    "lr_rampup_kimg": (0.0, True, None, "lr_rampup_kimg=5"),
+    "ema_halflife_kimg": (0.0, False, None, "ema_halflife_kimg=10"),
+    "ema_rampup": (0.0, True, None, "ema_rampup=0.05"),
+    "label_dropout": (0.0, True, 1.0, "label_dropout=0.1"),
+    "P_mean": (-math.inf, False, None, "P_mean=-1.2"),
+    "P_std": (0.0, False, None, "P_std=1.2"),
+}
+
+
+def _check_settings(cfg: dict[str, Any], seed: int) -> None:
+    """One-line ConfigError for a setting that is not a finite number in its range (NaN, inf, <= 0, ...)."""
+    batch = cfg["batch_size"]
+    if isinstance(batch, bool) or not isinstance(batch, numbers.Integral) or batch < 1:
+        raise ConfigError(f"batch size must be a positive whole number, got {batch!r}",
+                          hint="e.g. --batch 32")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
+        raise ConfigError(f"seed must be a whole number in [0, 2**63), got {seed!r}", hint="e.g. --seed 0")
+    for key, (low, low_ok, high, example) in _RANGES.items():
+        value = cfg.get(key)
+        if key == "ema_rampup" and value is None:
+            continue  # no ramp-up
+        ok = isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(value)
+        if ok:
+            ok = (value >= low if low_ok else value > low) and (high is None or value < high)
+        if not ok:
+            bound = f">= {low:g}" if low_ok else f"> {low:g}"
+            need = "a finite number" + ("" if low == -math.inf else f" {bound}") + \
+                ("" if high is None else f" and < {high:g}")
+            raise ConfigError(f"teacher-training setting {key} must be {need}, got {value!r}",
+                              hint=f"e.g. {example}")
+
+
+def _check_batch_size(source: BatchSource, batch: int, suite_name: str, default_batch: int) -> None:
+    """Refuse a batch larger than a finite dataset: sampling with replacement would only repeat images."""
+    if source.num_images is not None and batch > source.num_images:
+        raise ConfigError(f"batch {batch:,} is larger than the {suite_name} dataset ({source.num_images:,} "
+                          "images): every batch would repeat images",
+                          hint=f"use --batch {source.num_images} or less "
+                               f"(the suite's default is {default_batch})")
+
+
+def _check_memory(net: torch.nn.Module, source: BatchSource, batch: int, cfg: dict[str, Any],
+                  device: torch.device, default_batch: int) -> None:
+    """Refuse a batch whose activations alone cannot fit in the memory `device` has free."""
+    available = available_memory(device)
+    if available is None:
+        return
+
+    def run(b: int) -> torch.Tensor:
+        images, labels = source.sample(b, torch.Generator().manual_seed(0))
+        images = images.to(device)
+        labels = labels.to(device) if labels is not None else None
+        return edm_loss(net, images, labels, generator=torch.Generator(device).manual_seed(0),
+                        P_mean=cfg["P_mean"], P_std=cfg["P_std"], label_dropout=cfg["label_dropout"])
+
+    estimate = estimate_training_memory(net, run, device)
+    need = estimate.total(batch)
+    if need > available:
+        raise ConfigError(
+            f"batch {batch:,} needs at least {gigabytes(need)} on {device} "
+            f"({gigabytes(estimate.per_image_bytes)} of activations per image), more than the "
+            f"{gigabytes(available)} available",
+            hint=f"use a smaller --batch (at most about {estimate.max_batch(available):,} fit now; "
+                 f"the suite's default is {default_batch})")
+
+
 def train_teacher(suite_name: str, out_dir: str | os.PathLike, *, kimg: float | None = None,
                   batch_size: int | None = None, lr: float | None = None, seed: int = 0,
                   device: str | torch.device = "cpu", progress: bool = True,
@@ -136,6 +211,7 @@ def train_teacher(suite_name: str, out_dir: str | os.PathLike, *, kimg: float | 
     from sidbench.progress import make_progress
 
     _suite, net_cfg, cfg = _suite_training(suite_name)
+    default_batch = cfg["batch_size"]
     overrides = dict(overrides or {})
     net_overrides = overrides.pop("network", {})
     unknown = set(overrides) - set(cfg)
@@ -146,23 +222,24 @@ def train_teacher(suite_name: str, out_dir: str | os.PathLike, *, kimg: float | 
     for key, value in (("kimg", kimg), ("batch_size", batch_size), ("lr", lr)):
         if value is not None:
             cfg[key] = value
-    if cfg["kimg"] <= 0 or cfg["batch_size"] < 1 or cfg["lr"] <= 0:
-        raise ConfigError(f"kimg, batch and lr must be positive (got {cfg['kimg']}, {cfg['batch_size']}, "
-                          f"{cfg['lr']})", hint="e.g. --kimg 100 --batch 32 --lr 1e-3")
+    _check_settings(cfg, seed)
     net_cfg = {"class_name": net_cfg["class_name"],
                "init_kwargs": {**net_cfg["init_kwargs"], **net_overrides}}
-    device = torch.device(device)
+    device = parse_device(device)
     batch = int(cfg["batch_size"])
     total_nimg = int(round(cfg["kimg"] * 1000))
     steps = max(1, math.ceil(total_nimg / batch))
 
+    source = _SOURCES[suite_name]()  # draws no random numbers: the seeded state below is unchanged
+    _check_batch_size(source, batch, suite_name, default_batch)
+
     torch.manual_seed(seed)
     net = build_network(net_cfg).to(device).train()
+    _check_memory(net, source, batch, cfg, device, default_batch)  # restores every RNG it touches
     ema = EMA(net, cfg["ema_halflife_kimg"], cfg["ema_rampup"])
     opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8)
     data_gen = torch.Generator().manual_seed(seed)
     noise_gen = torch.Generator(device).manual_seed(seed + 1)
-    source = _SOURCES[suite_name]()
     rampup_nimg = max(cfg["lr_rampup_kimg"] * 1000, 1e-8)
 
     losses: list[float] = []

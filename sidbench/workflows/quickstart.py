@@ -16,9 +16,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
-from sidbench.fileio import atomic_write_json, sha256_file
+from sidbench.fileio import atomic_write_text, sha256_file
+from sidbench.jsonsafe import dumps
 from sidbench.records import result_record
 from sidbench.suites import get_suite
 
@@ -31,11 +30,6 @@ class Row:
     num_steps: int
 
 
-def _suite_assets(suite) -> tuple[Path, Path]:
-    root = Path(__file__).resolve().parent.parent / "suites" / "assets"
-    return root / suite.teacher.packaged, root / suite.ref_stats
-
-
 def quickstart(out_dir: str | os.PathLike = "runs/quickstart", *, suite: str = "digits",
                num_images: int = 2000, batch_size: int = 250, device: str = "cpu", few_steps: int = 2,
                progress: bool = True) -> dict[str, Any]:
@@ -43,12 +37,13 @@ def quickstart(out_dir: str | os.PathLike = "runs/quickstart", *, suite: str = "
 
     Resumable: rerunning the same command reuses finished images.
     """
-    from sidbench.commands.env import environment
     from sidbench.data.digits import DigitsDataset
+    from sidbench.environment import environment
     from sidbench.generate import generate
     from sidbench.metrics.evaluate import evaluate
-    from sidbench.nets.native import load_network
+    from sidbench.nets.native import load_network, read_network_record
     from sidbench.nets.seeds import format_seeds
+    from sidbench.suites.resolve import resolve_suite
 
     s = get_suite(suite)
     if s.teacher.packaged is None:
@@ -56,10 +51,11 @@ def quickstart(out_dir: str | os.PathLike = "runs/quickstart", *, suite: str = "
 
         raise ConfigError(f"suite '{suite}' has no packaged teacher; quickstart runs embedded suites only",
                           hint="use `sidbench quickstart --suite digits`")
-    teacher_dir, ref_path = _suite_assets(s)
+    assets = resolve_suite(s.name, need=("teacher", "ref_stats"))
+    teacher_dir, ref_path = Path(assets.teacher), Path(assets.ref_stats)
     out = Path(out_dir)
     net = load_network(teacher_dir, device=device)
-    teacher_sha = sha256_file(teacher_dir / "network.safetensors")
+    teacher_sha = read_network_record(teacher_dir)["weights_sha256"]  # load_network checked it
     seeds = list(range(num_images))
     reference = DigitsDataset(resolution=s.resolution)
 
@@ -88,7 +84,7 @@ def quickstart(out_dir: str | os.PathLike = "runs/quickstart", *, suite: str = "
             extra={"seeds": format_seeds(seeds), "images": str(images)},
         ))
     report = {"suite": s.name, "records": records}
-    atomic_write_json(out / "results.json", report)
+    atomic_write_text(out / "results.json", dumps(report) + "\n")
     return report
 
 
@@ -104,7 +100,3 @@ def summary_rows(report: dict[str, Any]) -> list[dict[str, Any]]:
             "seconds": rec["cost"]["generate_seconds"] + rec["cost"]["evaluate_seconds"],
         })
     return rows
-
-
-def default_device() -> str:
-    return "cuda" if torch.cuda.is_available() else "cpu"

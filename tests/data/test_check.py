@@ -1,14 +1,15 @@
-"""check_dataset: a wrong dataset is refused with every mismatch named (expected vs found)."""
+"""check_dataset (sidbench.suites.dataset_check): a wrong dataset is refused with every mismatch named."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from sidbench.data import ImageDataset, check_dataset
+from sidbench.data import ImageDataset
 from sidbench.data.digits import DigitsDataset
 from sidbench.errors import DatasetError
 from sidbench.suites.base import DatasetIdentity
+from sidbench.suites.dataset_check import check_dataset
 
 
 class _Lazy(ImageDataset):
@@ -73,3 +74,17 @@ def test_pinned_sha256_is_checked():
         check_dataset(ds, bad)
     assert f"sha256 {ds.identity_sha256()} (expected {'0' * 64})" in str(err.value)
     assert "different sha256" in err.value.hint
+
+
+def test_dataset_readers_do_not_import_suites():
+    """data sits below suites: no module of sidbench.data may import sidbench.suites (not even lazily)."""
+    import ast
+    from pathlib import Path
+
+    import sidbench.data
+
+    for path in Path(sidbench.data.__file__).parent.glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            assert not any(n == "sidbench.suites" or n.startswith("sidbench.suites.") for n in names), path

@@ -32,6 +32,17 @@ def test_trailing_newline_adds_no_caption_and_no_warning_when_not_expected(tmp_p
     assert caps == ["a", "b", "", "c"]
 
 
+@pytest.mark.parametrize("sep", ["\r", "\x0b", "\x0c", "\x1c", "\x1d", "\x1e", "\x85", "\u2028", "\u2029"],
+                         ids=["CR", "VT", "FF", "FS", "GS", "RS", "NEL", "LS", "PS"])
+def test_only_newline_ends_a_caption(tmp_path, sep):
+    """str.splitlines() would also split on these; a caption containing one stays one caption."""
+    path = tmp_path / "c.txt"
+    path.write_bytes(f"a{sep}b\nsecond{sep}\nthird".encode())
+    caps = read_captions(path, expect_pinned=False)
+    assert caps == [f"a{sep}b", "second" if sep == "\r" else f"second{sep}", "third"]
+    assert len(caps) == 3
+
+
 def test_pinned_file_is_recognised(tmp_path, monkeypatch):
     raw = b"first caption\nsecond caption\n"
     asset = coco.ASSETS["coco-captions"]
@@ -70,6 +81,8 @@ def test_val2014_listing(tmp_path):
     files = list_val2014_images(root, expect_count=None)
     assert [f.relative_to(root).as_posix() for f in files] == [
         "COCO_val2014_000000000007.jpg", "COCO_val2014_000000000042.jpg", "sub/x.PNG"]
+    (root / "anim.gif").write_bytes(b"x")  # not an accepted image extension anywhere
+    assert len(list_val2014_images(root, expect_count=None)) == 3
     with pytest.raises(DatasetError, match="3 images, COCO val2014 has 40,504"):
         list_val2014_images(root)
     with pytest.raises(DatasetError, match="not a folder"):

@@ -118,7 +118,7 @@ def test_getitem_returns_a_copy(tmp_path):
 def test_max_size_matches_hand_computed_randomstate0_shuffle(tmp_path):
     # np.random.RandomState(0).shuffle(arange(10)) == [2 8 4 9 1 6 7 3 0 5]; keep 4, sort.
     assert subset_indices(10, 4).tolist() == [2, 4, 8, 9]
-    assert subset_indices(10, 4, random_seed=7).tolist() == [0, 2, 5, 8]  # [8 5 0 2 ...]
+    assert subset_indices(10, 4, seed=7).tolist() == [0, 2, 5, 8]  # [8 5 0 2 ...]
     assert subset_indices(10, 20).tolist() == list(range(10))
     labels = list(range(10))
     ds = open_dataset(_write(tmp_path, _files(10, labels), "zip"), max_size=4, xflip=True)
@@ -145,13 +145,14 @@ def test_mismatched_image_names_the_file(tmp_path, kind, bad):
 
 
 def test_threaded_batches_from_a_zip_match_serial_reads(tmp_path):
-    from sidbench.data.loader import iterate_batches
+    from sidbench.metrics.image_source import DatasetImageSource
 
     ds = open_dataset(_write(tmp_path, _files(20, list(range(20))), "zip"), xflip=True)
-    serial = torch.cat([b[0] for b in iterate_batches(ds, 6)])
-    threaded = torch.cat([b[0] for b in iterate_batches(ds, 6, num_threads=4)])
-    assert torch.equal(serial, threaded)
+    serial = torch.cat([b for _, b in DatasetImageSource(ds, threads=0).batches(6, 0, 1)])
+    threaded = torch.cat([b for _, b in DatasetImageSource(ds, threads=4).batches(6, 0, 1)])
+    assert torch.equal(serial, threaded) and len(serial) == 40
     assert torch.equal(serial[3], torch.from_numpy(_img(3).transpose(2, 0, 1).copy()))
+    assert torch.equal(serial[23], torch.from_numpy(_img(3).transpose(2, 0, 1)[:, :, ::-1].copy()))
 
 
 def test_verify_passes_on_a_consistent_set(tmp_path):

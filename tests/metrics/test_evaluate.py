@@ -63,12 +63,12 @@ def test_results_are_bit_identical_for_any_batch_size():
 
 def test_sharded_statistics_equal_single_process():
     """Ranks take i % world; summing the shards' exact statistics equals one process's."""
-    from sidbench.metrics.evaluate import _Needs, extract_stats
+    from sidbench.metrics.extraction import FeatureNeeds, extract_stats
     from sidbench.metrics.image_source import TensorImageSource
 
     src = TensorImageSource(_images(23, 2))
     tiny = {"t": TinyExtractor()}
-    needs = {"t": _Needs({"pool": True})}
+    needs = {"t": FeatureNeeds({"pool": True})}
     whole = extract_stats(src, tiny, needs, 5, rank=0, world=1)[("t", "pool")]
     parts = [extract_stats(src, tiny, needs, 4, rank=r, world=3)[("t", "pool")] for r in range(3)]
     assert [p.num for p in parts] == [8, 8, 7]
@@ -237,8 +237,9 @@ def test_cli_eval_generator_equals_eval_of_generated_files(tmp_path, weights):
 def test_coco_protocols_crop_and_resize_every_image():
     from PIL import Image
 
-    from sidbench.metrics.evaluate import _protocol_transform, resolve_protocols
+    from sidbench.metrics.evaluate import resolve_protocols
     from sidbench.metrics.image_source import TensorImageSource
+    from sidbench.metrics.preprocess import protocol_transform as _protocol_transform
 
     t = _protocol_transform(resolve_protocols(["fid", "clip_score"], ["coco2014-fid30k-clean"]))
     img = np.random.RandomState(0).randint(0, 256, (3, 40, 60), dtype=np.uint8)

@@ -1,51 +1,288 @@
-"""Stable Diffusion 1.5 loading: the two user errors (no extra installed, wrong folder)."""
+"""Stable Diffusion 1.5 loading, on a tiny random diffusers pipeline built offline in tmp_path.
+
+The folder has SD 1.5's layout and file names (PNDM scheduler config, CLIP tokenizer
+vocab.json + merges.txt, safetensors weights), with channels small enough to build,
+save and load in a few seconds (most of it importing diffusers). The folder checks read
+only JSON, so the tests of bad folders run without the `t2i` extra; the loading tests
+need it (the README's install command includes it).
+"""
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
+from pathlib import Path
 
 import pytest
+import torch
 
 from sidbench.errors import AssetError, ConfigError
-from sidbench.nets.sd15 import EXPECTED, load_sd15
+from sidbench.nets.sd15 import COMPONENT_FILES, EXPECTED, check_sd15_folder, load_sd15
+
+LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
+MERGES = ["c a", "ca t</w>"]
+VOCAB = {tok: i for i, tok in enumerate(
+    LETTERS + [c + "</w>" for c in LETTERS] + ["ca", "cat</w>", "<|startoftext|>", "<|endoftext|>"])}
+BOS, EOS = VOCAB["<|startoftext|>"], VOCAB["<|endoftext|>"]
+
+UNET = {"_class_name": "UNet2DConditionModel", "sample_size": 8, "in_channels": 4, "out_channels": 4,
+        "layers_per_block": 1, "block_out_channels": [8, 16], "norm_num_groups": 4,
+        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
+        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 16,
+        "attention_head_dim": 2}
+VAE = {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": 4,
+       "block_out_channels": [8, 8], "down_block_types": ["DownEncoderBlock2D"] * 2,
+       "up_block_types": ["UpDecoderBlock2D"] * 2, "layers_per_block": 1, "norm_num_groups": 4,
+       "sample_size": 16}
+TEXT = {"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", "vocab_size": len(VOCAB),
+        "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
+        "max_position_embeddings": 8, "bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": EOS}
+SCHEDULER = {"_class_name": "PNDMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,  # SD 1.5's
+             "beta_end": 0.012, "beta_schedule": "scaled_linear", "skip_prk_steps": True,
+             "set_alpha_to_one": False, "steps_offset": 1}
+TOKENIZER = {"model_max_length": 8, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
+             "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
+MODEL_INDEX = {"_class_name": "StableDiffusionPipeline", "scheduler": ["diffusers", "PNDMScheduler"],
+               "text_encoder": ["transformers", "CLIPTextModel"],
+               "tokenizer": ["transformers", "CLIPTokenizer"],
+               "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
+               "safety_checker": [None, None], "feature_extractor": [None, None]}
+CONFIG_FILES = {"model_index.json": MODEL_INDEX, "unet/config.json": UNET, "vae/config.json": VAE,
+                "text_encoder/config.json": TEXT, "scheduler/scheduler_config.json": SCHEDULER,
+                "tokenizer/tokenizer_config.json": TOKENIZER}
 
 
-def _skeleton(root):
-    """A folder with the diffusers layout but no weights."""
-    root.mkdir()
-    (root / "model_index.json").write_text("{}")
-    for name in EXPECTED:
-        if name.endswith("/"):
-            (root / name).mkdir()
+def _write_json(path: Path, obj) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(obj))
+
+
+def _layout(root: Path) -> Path:
+    """SD 1.5's configs and tokenizer files, with empty placeholder weight files (enough for the checks)."""
+    for name, config in CONFIG_FILES.items():
+        _write_json(root / name, config)
+    (root / "tokenizer" / "vocab.json").write_text(json.dumps(VOCAB))
+    (root / "tokenizer" / "merges.txt").write_text("#version: 0.2\n" + "\n".join(MERGES) + "\n")
+    for component, names in COMPONENT_FILES.items():
+        for name in names:
+            (root / component / name).touch(exist_ok=True)
     return root
 
 
-def test_missing_extra_names_the_install_command(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "diffusers", None)  # makes `import diffusers` raise ImportError
+def _init_args(config: dict) -> dict:
+    """A config file's entries minus the bookkeeping ones (class names, model type)."""
+    skip = ("architectures", "model_type")
+    return {k: v for k, v in config.items() if not k.startswith("_") and k not in skip}
+
+
+def _edit(root: Path, name: str, **changes) -> None:
+    path = root / name
+    _write_json(path, {**json.loads(path.read_text()), **changes})
+
+
+@pytest.fixture
+def layout(tmp_path) -> Path:
+    return _layout(tmp_path / "sd15")
+
+
+@pytest.fixture(scope="module")
+def tiny_sd15(tmp_path_factory) -> Path:
+    """A complete tiny random pipeline: the layout above with real weights saved by save_pretrained."""
+    import diffusers
+    import transformers
+
+    root = _layout(tmp_path_factory.mktemp("tiny") / "sd15")
+    torch.manual_seed(0)
+    diffusers.UNet2DConditionModel(**_init_args(UNET)).save_pretrained(root / "unet")
+    diffusers.AutoencoderKL(**_init_args(VAE)).save_pretrained(root / "vae")
+    config = transformers.CLIPTextConfig(**_init_args(TEXT))
+    transformers.CLIPTextModel(config).save_pretrained(root / "text_encoder")
+    return root
+
+
+@pytest.fixture
+def tiny_copy(tiny_sd15, tmp_path) -> Path:
+    return Path(shutil.copytree(tiny_sd15, tmp_path / "sd15"))
+
+
+def _plain(value):
+    return list(value) if isinstance(value, tuple) else value
+
+
+def _one_line(info, root: Path | None = None) -> str:
+    """The error's message (without its hint and, if given, the folder's path), checked to be one line."""
+    assert "\n" not in str(info.value) and "Traceback" not in str(info.value)
+    return info.value.message if root is None else info.value.message.replace(str(root), "<root>")
+
+
+# ---------------------------------------------------------------- loading ----
+
+def test_tiny_pipeline_loads_with_the_configs_as_written(tiny_sd15):
+    import diffusers
+    import transformers
+    from safetensors.torch import load_file
+
+    sd = load_sd15(tiny_sd15)
+    assert isinstance(sd.unet, diffusers.UNet2DConditionModel)
+    assert isinstance(sd.vae, diffusers.AutoencoderKL)
+    assert isinstance(sd.text_encoder, transformers.CLIPTextModel)
+    assert isinstance(sd.scheduler, diffusers.DDPMScheduler)  # from SD 1.5's PNDM config
+    assert sd.path == tiny_sd15
+    for written, loaded in ((UNET, sd.unet.config), (VAE, sd.vae.config)):
+        for key, value in _init_args(written).items():
+            assert _plain(loaded[key]) == value, key
+    for key, value in _init_args(TEXT).items():
+        assert getattr(sd.text_encoder.config, key) == value, key
+    for key in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule"):
+        assert sd.scheduler.config[key] == SCHEDULER[key], key
+    assert sd.scheduler.config.prediction_type == "epsilon"
+    assert sd.tokenizer.model_max_length == TOKENIZER["model_max_length"]
+    betas = torch.linspace(0.00085**0.5, 0.012**0.5, 1000, dtype=torch.float32) ** 2  # scaled_linear
+    torch.testing.assert_close(sd.scheduler.alphas_cumprod, torch.cumprod(1 - betas, 0), rtol=0, atol=0)
+    # the saved weights, not a fresh random init
+    saved = load_file(tiny_sd15 / "unet" / "diffusion_pytorch_model.safetensors")
+    assert all(torch.equal(saved[k], v) for k, v in sd.unet.state_dict().items())
+    for module in (sd.unet, sd.vae, sd.text_encoder):
+        assert not module.training and not any(p.requires_grad for p in module.parameters())
+
+
+def test_tiny_pipeline_runs_end_to_end(tiny_sd15):
+    """Tokenizer -> text encoder -> UNet -> VAE decoder: the components are wired as SiD-LSG needs."""
+    sd = load_sd15(tiny_sd15)
+    ids = sd.tokenizer(["a cat", ""], padding="max_length", max_length=sd.tokenizer.model_max_length,
+                       truncation=True, return_tensors="pt").input_ids
+    assert ids[0, :4].tolist() == [BOS, VOCAB["a</w>"], VOCAB["cat</w>"], EOS]  # the BPE merges apply
+    assert ids[1, :2].tolist() == [BOS, EOS] and ids.shape == (2, 8)
+    with torch.no_grad():
+        text = sd.text_encoder(ids)[0]
+        z = torch.randn(2, 4, 8, 8, generator=torch.Generator().manual_seed(0))
+        eps = sd.unet(z, torch.tensor([625, 625]), encoder_hidden_states=text).sample
+        image = sd.vae.decode(z / sd.vae.config.scaling_factor).sample
+    assert text.shape == (2, 8, 16) and eps.shape == z.shape and image.shape == (2, 3, 16, 16)
+    assert torch.isfinite(eps).all() and torch.isfinite(image).all()
+    assert not torch.allclose(eps[0], eps[1])  # the prompt reaches the UNet
+
+
+def test_dtype_is_applied(tiny_sd15):
+    sd = load_sd15(tiny_sd15, dtype=torch.float64)
+    assert {p.dtype for m in (sd.unet, sd.vae, sd.text_encoder) for p in m.parameters()} == {torch.float64}
+
+
+def _truncate(path: Path, keep: int) -> None:
+    path.write_bytes(path.read_bytes()[:keep])
+
+
+DAMAGED = {
+    "unet header": ("unet", lambda r: _truncate(r / "unet" / "diffusion_pytorch_model.safetensors", 200)),
+    "vae tail": ("vae", lambda r: _truncate(r / "vae" / "diffusion_pytorch_model.safetensors", -100)),
+    "text encoder tail": ("text_encoder",
+                          lambda r: _truncate(r / "text_encoder" / "model.safetensors", -100)),
+    "vocab": ("tokenizer", lambda r: (r / "tokenizer" / "vocab.json").write_text("{bad")),
+    "unet config vs weights": ("unet", lambda r: _edit(r, "unet/config.json", block_out_channels=[8, 32])),
+    "text config vs weights": ("text_encoder", lambda r: _edit(r, "text_encoder/config.json",
+                                                                intermediate_size=64)),
+}
+
+
+@pytest.mark.parametrize("case", DAMAGED, ids=list(DAMAGED))
+def test_damaged_components_are_one_line_asset_errors_naming_the_component(tiny_copy, case):
+    component, damage = DAMAGED[case]
+    damage(tiny_copy)
+    with pytest.raises(AssetError) as info:
+        load_sd15(tiny_copy)
+    assert _one_line(info, tiny_copy).startswith(
+        f"cannot load the Stable Diffusion 1.5 {component} from <root>/{component}: ")
+
+
+# --------------------------------------------------------- bad folders ----
+
+@pytest.mark.parametrize("module", ["diffusers", "transformers"])
+def test_missing_extra_names_the_install_command(layout, monkeypatch, module):
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import <module>` raise ImportError
     with pytest.raises(ConfigError) as info:
-        load_sd15(_skeleton(tmp_path / "sd15"))
-    assert 'pip install -e ".[t2i]"' in str(info.value)
-    assert "\n" not in str(info.value)
+        load_sd15(layout)
+    assert f"({module} is missing)" in _one_line(info)
+    assert 'pip install -e ".[t2i]"' in info.value.hint
+
+
+def test_layout_passes_the_checks(layout):
+    assert check_sd15_folder(layout) == layout
 
 
 def test_missing_folder_lists_the_expected_layout(tmp_path):
     with pytest.raises(AssetError) as info:
         load_sd15(tmp_path / "nowhere")
-    msg = str(info.value)
-    assert "does not exist" in msg
-    assert all(name in msg for name in EXPECTED)
+    assert "does not exist" in _one_line(info)
+    assert all(name in info.value.hint for name in EXPECTED)
 
 
-def test_incomplete_folder_names_what_is_missing(tmp_path):
-    root = _skeleton(tmp_path / "sd15")
-    (root / "vae").rmdir()
-    (root / "model_index.json").unlink()
-    with pytest.raises(AssetError, match=r"missing model_index\.json, vae/"):
-        load_sd15(root)
+def test_incomplete_folder_names_what_is_missing(layout):
+    shutil.rmtree(layout / "vae")
+    (layout / "model_index.json").unlink()
+    with pytest.raises(AssetError, match=r"missing model_index\.json, vae/") as info:
+        load_sd15(layout)
+    _one_line(info)
 
 
-def test_folder_without_weights_is_an_asset_error(tmp_path):
-    pytest.importorskip("diffusers")
-    pytest.importorskip("transformers")
-    with pytest.raises(AssetError, match="cannot load Stable Diffusion 1.5"):
-        load_sd15(_skeleton(tmp_path / "sd15"))
+@pytest.mark.parametrize("name", [f"{c}/{n}" for c, names in COMPONENT_FILES.items() for n in names])
+def test_each_missing_component_file_is_named(layout, name):
+    (layout / name).unlink()
+    with pytest.raises(AssetError) as info:
+        check_sd15_folder(layout)
+    assert _one_line(info, layout) == f"Stable Diffusion folder <root> is incomplete: missing {name}"
+
+
+@pytest.mark.parametrize("weights,pickled", [
+    ("unet/diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin"),
+    ("text_encoder/model.safetensors", "pytorch_model.bin"),
+])
+def test_pickled_weights_are_not_an_alternative(layout, weights, pickled):
+    (layout / weights).rename((layout / weights).with_name(pickled))
+    with pytest.raises(AssetError) as info:
+        check_sd15_folder(layout)
+    assert _one_line(info, layout).endswith(f"missing {weights} (only a pickled .bin is there)")
+
+
+def test_sharded_safetensors_count_as_present(layout):
+    weights = layout / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.rename(weights.with_name(weights.name + ".index.json"))
+    assert check_sd15_folder(layout) == layout
+
+
+NOT_SD15 = {
+    "sdxl pipeline": ("model_index.json", {"_class_name": "StableDiffusionXLPipeline"},
+                      "StableDiffusionXLPipeline"),
+    "sdxl unet": ("unet/config.json", {"addition_embed_type": "text_time"}, "SDXL-style"),
+    "inpainting unet": ("unet/config.json", {"in_channels": 9}, "in/out channels 9/4"),
+    "other text width": ("unet/config.json", {"cross_attention_dim": 1024}, "cross_attention_dim 1024"),
+    "other unet class": ("unet/config.json", {"_class_name": "UNet2DModel"}, "UNet2DModel"),
+    "v-prediction": ("scheduler/scheduler_config.json", {"prediction_type": "v_prediction"}, "v_prediction"),
+    "other schedule length": ("scheduler/scheduler_config.json", {"num_train_timesteps": 500},
+                              "500 training"),
+    "other tokenizer": ("model_index.json", {"tokenizer": ["transformers", "T5Tokenizer"]}, "T5Tokenizer"),
+    "other text encoder": ("model_index.json", {"text_encoder": ["transformers", "T5EncoderModel"]},
+                           "T5EncoderModel"),
+    "vae missing from index": ("model_index.json", {"vae": None}, "gives vae as None"),
+}
+
+
+@pytest.mark.parametrize("case", NOT_SD15, ids=list(NOT_SD15))
+def test_folders_that_are_not_sd15_shaped_are_refused(layout, case, monkeypatch):
+    name, changes, expected = NOT_SD15[case]
+    _edit(layout, name, **changes)
+    monkeypatch.setitem(sys.modules, "diffusers", None)  # refused from the JSON, before diffusers is needed
+    with pytest.raises(AssetError, match="is not a Stable Diffusion 1.5-style pipeline") as info:
+        load_sd15(layout)
+    msg = _one_line(info, layout)
+    assert expected in msg and msg.count(";") == 0  # exactly the one problem introduced
+
+
+@pytest.mark.parametrize("content", ["{not json", "[1, 2]", "\xff\xfe"],
+                         ids=["syntax", "not-an-object", "bytes"])
+def test_unreadable_config_is_named(layout, content):
+    path = layout / "vae" / "config.json"
+    path.write_bytes(content.encode("latin-1"))
+    with pytest.raises(AssetError, match=r"vae/config\.json") as info:
+        check_sd15_folder(layout)
+    _one_line(info)

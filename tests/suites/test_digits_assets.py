@@ -1,4 +1,4 @@
-"""The digits suite's shipped files: present, small, hash-checked, loadable and sensible."""
+"""The digits suite's shipped files: present, small, hash-checked, loadable, sensible and reproducible."""
 
 import json
 import shutil
@@ -101,3 +101,46 @@ def test_reference_stats_match_the_shipped_classifier():
     assert ref.mu.shape == (128,) and ref.sigma.shape == (128, 128) and ref.num_images == 1797
     assert ref.meta["extractor_sha256"] == classifier_sha256()
     np.testing.assert_allclose(ref.sigma, ref.sigma.T)
+
+
+# The shipped statistics were computed on one machine; float32 CNN features move in their last bits
+# with the CPU's kernels and the batch size (measured: max |d mu| 2.6e-7, max |d sigma| 5.3e-6 between
+# batch sizes 1 and 256, against max |mu| 11 and max |sigma| 91). 1e-5 of the largest entry (about
+# 100 float32 ulps) is 170x above that noise and 55x below the smallest real mistake checked below
+# (a biased covariance; dropping one of the 1,797 images is 60-80x).
+REF_TOLERANCE = 1e-5
+
+
+def _close_to_shipped(mu, sigma, ref) -> bool:
+    return bool(np.abs(mu - ref.mu).max() <= REF_TOLERANCE * np.abs(ref.mu).max()
+                and np.abs(sigma - ref.sigma).max() <= REF_TOLERANCE * np.abs(ref.sigma).max())
+
+
+def test_reference_stats_are_recomputed_from_the_1797_digits():
+    """The shipped ref-stats.npz is what the digits-fd protocol's extractor gives on the whole dataset."""
+    from sidbench.data.digits import DigitsDataset
+    from sidbench.metrics.extractors import build_extractor
+    from sidbench.metrics.protocols import get_protocol
+    from sidbench.metrics.reference import load_reference
+    from sidbench.metrics.stats import FeatureStats
+
+    protocol = get_protocol("digits-fd")
+    dataset = DigitsDataset(resolution=16, use_labels=False)
+    extractor = build_extractor(protocol.extractor)
+    stats, dropped_one = FeatureStats(), FeatureStats()
+    for start in range(0, len(dataset), 500):  # not the batch size the file was made with
+        indices = range(start, min(start + 500, len(dataset)))
+        images = torch.from_numpy(np.stack([dataset[i][0] for i in indices]))
+        features = extractor(images)[protocol.feature_key]
+        stats.update(features, indices=list(indices))
+        dropped_one.update(features[1:] if start == 0 else features)
+
+    ref = load_reference(REF_STATS)
+    assert stats.num == ref.num_images == len(dataset) == 1797
+    assert ref.meta["dataset_sha256"] == dataset.identity_sha256()
+    assert (ref.meta["extractor"], ref.meta["feature_key"]) == (protocol.extractor, protocol.feature_key)
+    assert ref.meta["extractor_sha256"] == extractor.weights_sha256
+    assert _close_to_shipped(stats.mean(), stats.cov(unbiased=True), ref)
+    # the comparison is tight enough to see the mistakes a rebuild could make
+    assert not _close_to_shipped(stats.mean(), stats.cov(unbiased=False), ref)
+    assert not _close_to_shipped(dropped_one.mean(), dropped_one.cov(unbiased=True), ref)

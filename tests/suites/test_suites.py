@@ -91,8 +91,8 @@ def test_protocol_names_are_known_to_the_metrics_package():
 
 
 def test_digits_identity_matches_the_dataset():
-    from sidbench.data import check_dataset
     from sidbench.data.digits import DigitsDataset
+    from sidbench.suites.dataset_check import check_dataset
 
     check_dataset(DigitsDataset(resolution=16), get_suite("digits").dataset)
 

@@ -93,8 +93,93 @@ def test_suite_without_trainable_teacher_is_refused(tmp_path):
 
 
 def test_bad_settings_are_refused(tmp_path):
-    with pytest.raises(ConfigError, match="must be positive"):
+    with pytest.raises(ConfigError, match="kimg must be a finite number > 0"):
         train_teacher("toy2d", tmp_path, kimg=0, progress=False)
     with pytest.raises(ConfigError, match="ema_halflife_kimg"):
         train_teacher("toy2d", tmp_path, kimg=1, progress=False, overrides={"ema_halflife": 1})
     assert not (tmp_path / "network.json").exists()
+
+
+NAN, INF = float("nan"), float("inf")
+
+
+@pytest.mark.parametrize("kwargs,key", [
+    *[({"kimg": v}, "kimg") for v in (0, -1, NAN, INF, -INF, "10")],
+    *[({"lr": v}, "lr") for v in (0, -1e-3, NAN, INF)],
+    *[({"batch_size": v}, "batch size") for v in (0, -3, 2.5, True)],
+    *[({"overrides": {"ema_halflife_kimg": v}}, "ema_halflife_kimg") for v in (0, NAN, -1)],
+    *[({"overrides": {"lr_rampup_kimg": v}}, "lr_rampup_kimg") for v in (-1, INF)],
+    *[({"overrides": {"label_dropout": v}}, "label_dropout") for v in (-0.1, 1.0, NAN)],
+    *[({"overrides": {"P_std": v}}, "P_std") for v in (0, NAN)],
+    ({"overrides": {"P_mean": NAN}}, "P_mean"),
+    ({"overrides": {"ema_rampup": -0.5}}, "ema_rampup"),
+    ({"seed": -1}, "seed"),
+    ({"seed": 1.5}, "seed"),
+])
+def test_non_finite_negative_or_non_integer_settings_are_refused_in_one_line(tmp_path, kwargs, key):
+    with pytest.raises(ConfigError) as err:
+        train_teacher("toy2d", tmp_path, progress=False, **kwargs)
+    assert key in str(err.value) and "\n" not in str(err.value)
+    assert not (tmp_path / "network.json").exists()
+
+
+def test_batch_larger_than_the_dataset_is_refused(tmp_path):
+    match = "batch 100,000 is larger than the digits dataset \\(1,797 images\\)"
+    with pytest.raises(ConfigError, match=match):
+        train_teacher("digits", tmp_path, batch_size=100_000, progress=False)
+    assert not (tmp_path / "network.json").exists()
+
+
+@pytest.mark.parametrize("suite,batch,free", [("toy2d", 50_000, 20e6), ("digits", 1_000, 200e6)])
+def test_batch_that_cannot_fit_in_memory_is_refused_with_the_estimate(tmp_path, monkeypatch, suite, batch,
+                                                                       free):
+    import sidbench.train.teacher as teacher
+
+    monkeypatch.setattr(teacher, "available_memory", lambda device: int(free))
+    with pytest.raises(ConfigError) as err:
+        train_teacher(suite, tmp_path, batch_size=batch, kimg=1, progress=False)
+    msg = str(err.value)
+    assert f"batch {batch:,} needs at least" in msg and "of activations per image" in msg
+    assert "available" in msg and "at most about" in msg
+    assert not (tmp_path / "network.json").exists()
+
+
+@pytest.mark.parametrize("suite,kimg", [("toy2d", 1), ("digits", 0.064)])
+def test_memory_probe_leaves_training_bit_identical(tmp_path, monkeypatch, suite, kimg):
+    """The probe runs the loss twice before training; every RNG it touches is restored."""
+    import sidbench.train.teacher as teacher
+
+    train_teacher(suite, tmp_path / "probed", kimg=kimg, seed=2, progress=False)
+    monkeypatch.setattr(teacher, "available_memory", lambda device: None)  # no probe
+    train_teacher(suite, tmp_path / "plain", kimg=kimg, seed=2, progress=False)
+    a, b = _weights(tmp_path / "probed"), _weights(tmp_path / "plain")
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+def test_memory_estimate_extrapolates_what_autograd_saves():
+    from sidbench.train.edm_loss import edm_loss
+    from sidbench.train.memory import _saved_bytes, estimate_training_memory
+
+    torch.manual_seed(0)
+    net = build_network(TEACHER_NETWORK).train()
+    mixture = make_mixture()
+
+    def run(b):
+        x = mixture.sample(b, torch.Generator().manual_seed(0)).float().reshape(b, 2, 1, 1)
+        return edm_loss(net, x, None, generator=torch.Generator().manual_seed(0))
+
+    est = estimate_training_memory(net, run, torch.device("cpu"))
+    params = sum(p.numel() * 4 for p in net.parameters())
+    assert est.fixed_bytes == 5 * params and est.per_image_bytes > 0
+    # linear in the batch: two tiny batches predict a large one
+    small, large = _saved_bytes(run, 2), _saved_bytes(run, 512)
+    assert abs(large - (small + 510 * est.per_image_bytes)) <= 0.01 * large
+    assert est.max_batch(est.total(1000)) == 1000
+
+
+@pytest.mark.parametrize("n,text", [(24_300_000_000, "24.3 GB"), (312_000_000, "312 MB"),
+                                    (2_700_000, "2.7 MB"), (9_400, "9.4 kB")])
+def test_byte_counts_read_well(n, text):
+    from sidbench.train.memory import gigabytes
+
+    assert gigabytes(n) == text

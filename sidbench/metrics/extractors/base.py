@@ -14,6 +14,7 @@ from pathlib import Path
 
 import torch
 
+from sidbench.devices import parse_device
 from sidbench.errors import ConfigError
 
 
@@ -34,7 +35,7 @@ class FeatureExtractor:
     feature_dims: dict[str, int] = {}
 
     def __init__(self, device: str | torch.device = "cpu"):
-        self.device = torch.device(device)
+        self.device = parse_device(device)
 
     def __call__(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         images = check_uint8_images(images, self.input_channels)

@@ -3,8 +3,9 @@
 The model is built with `pretrained=None` (open_clip never downloads) and a local
 state dict is loaded with `weights_only=True`. Images go through open_clip's own
 evaluation preprocessing (resize shortest side, center crop, normalise) as PIL
-images, like GigaGAN's evaluation; captions get the protocol's prefix
-"A photo depicts " and open_clip's tokenizer (truncated, EOT kept).
+images, like GigaGAN's evaluation; texts go through open_clip's tokenizer (truncated, EOT
+kept) exactly as given: the CLIP-score metric puts the protocol's prefix ("A photo depicts ")
+before each caption, so the prefix lives in one place, the protocol.
 """
 
 from __future__ import annotations
@@ -21,9 +22,6 @@ from sidbench.fileio import sha256_file
 from sidbench.metrics.extractors.base import FeatureExtractor, tf32_disabled
 from sidbench.weights import load_state_dict_safely, verify_weights
 
-DEFAULT_PREFIX = "A photo depicts "
-
-
 class ClipExtractor(FeatureExtractor):
     """Feature "image" (unnormalised); `encode_text` gives the text side."""
 
@@ -34,7 +32,6 @@ class ClipExtractor(FeatureExtractor):
         model_name: str = "ViT-g-14",
         weights_path: str | os.PathLike | None = None,
         device: str | torch.device = "cpu",
-        prefix: str = DEFAULT_PREFIX,
     ):
         super().__init__(device)
         import open_clip
@@ -51,7 +48,6 @@ class ClipExtractor(FeatureExtractor):
             self.weights_sha256, self.weights_official = sha256_file(path), False
         self.name = "open-clip-vitg14" if model_name == "ViT-g-14" else f"open-clip-{model_name}"
         self.model_name = model_name
-        self.prefix = prefix
         model, _, preprocess = open_clip.create_model_and_transforms(model_name, pretrained=None)
         state = {k.removeprefix("module."): v for k, v in state.items()}
         try:
@@ -75,11 +71,11 @@ class ClipExtractor(FeatureExtractor):
         x = self.preprocess_images(images).to(self.device)
         return {"image": self.model.encode_image(x)}
 
-    def encode_text(self, captions: Sequence[str]) -> torch.Tensor:
-        """Unnormalised text embeddings of `prefix + caption` for each caption."""
-        tokens = self.tokenizer([self.prefix + c for c in captions]).to(self.device)
+    def encode_text(self, texts: Sequence[str]) -> torch.Tensor:
+        """Unnormalised text embeddings of each text, as given."""
+        tokens = self.tokenizer(list(texts)).to(self.device)
         with torch.no_grad(), tf32_disabled():
             return self.model.encode_text(tokens).float()
 
     def describe(self) -> dict:
-        return {**super().describe(), "model": self.model_name, "text_prefix": self.prefix}
+        return {**super().describe(), "model": self.model_name}

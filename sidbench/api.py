@@ -1,0 +1,477 @@
+"""The Python API: one function per CLI verb, with the CLI options' names and defaults.
+
+`sidbench generate --num-steps 18` is `sidbench.generate(num_steps=18)`. Each function
+checks its arguments before any work starts (numbers finite and in range, the device
+present, the output writable, named assets found, the suite's facts matched) and raises
+a one-line `SidbenchError` otherwise; then it calls the library and returns what it made.
+The commands only parse options, call these and print. Heavy modules (torch) are imported
+inside the functions, so `import sidbench` stays cheap.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from sidbench.errors import ConfigError
+from sidbench.fileio import check_output_path
+
+__all__ = ["convert", "env", "evaluate", "generate", "ls", "quickstart", "refstats", "train_teacher"]
+
+PathLike = str | os.PathLike
+LS_KINDS = ("methods", "suites", "metrics")
+ROLES = ("generator", "teacher", "network")
+SAMPLERS = ("heun", "onestep")
+TRAINABLE_SUITES = ("digits", "toy2d")  # suites whose teacher `train_teacher` can train
+_EDM_HEUN = {"sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
+
+
+# --- argument checks shared by the verbs ------------------------------------------------------
+
+def _opt(name: str) -> str:
+    """The CLI spelling of a parameter, used in messages (`num_steps` -> `--num-steps`)."""
+    return "--" + name.replace("_", "-")
+
+
+def _check_int(name: str, value: Any, low: int, hint: str | None = None) -> None:
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ConfigError(f"{_opt(name)} must be a whole number (got {value!r})", hint=hint)
+    if value < low:
+        raise ConfigError(f"{_opt(name)} {value} must be at least {low}", hint=hint)
+
+
+def _check_positive(name: str, value: Any, hint: str | None = None) -> None:
+    """None, or a finite number > 0 (learning rates, kimg, noise levels)."""
+    if value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ConfigError(f"{_opt(name)} must be a number (got {value!r})", hint=hint)
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{_opt(name)} {value} must be a finite number greater than 0", hint=hint)
+
+
+def _check_choice(name: str, value: Any, choices: Sequence[str], label: str | None = None) -> None:
+    from sidbench.registry import suggest
+
+    if value is not None and value not in choices:
+        hint = suggest(str(value), list(choices))
+        raise ConfigError(f"{label or _opt(name)}: invalid choice '{value}'.{hint} "
+                          f"Choose from: {', '.join(choices)}.")
+
+
+def _device(device: Any):
+    from sidbench.devices import parse_device
+
+    return parse_device(device)
+
+
+def _suite(name: str | None):
+    if name is None:
+        return None
+    from sidbench.suites import get_suite
+
+    return get_suite(name)
+
+
+def _protocol_names(protocol: str | Sequence[str] | None) -> list[str]:
+    """--protocol is repeatable and comma-separated: ['a,b', 'c'] -> ['a', 'b', 'c']."""
+    if protocol is None:
+        return []
+    items = [protocol] if isinstance(protocol, str) else list(protocol)
+    return [p.strip() for item in items for p in str(item).split(",") if p.strip()]
+
+
+def _network_record(network: PathLike, suite: Any, what: str) -> tuple[Path, dict]:
+    """Resolve a network folder or a named asset ('digits'), read its record, check it fits the suite."""
+    from sidbench.nets.native import read_network_record
+    from sidbench.suites.resolve import check_teacher, resolve_network
+
+    path = resolve_network(network)
+    record = read_network_record(path)
+    if suite is not None:
+        check_teacher(suite, record, where=f"{what} {path}")
+    return path, record
+
+
+def _write_json(path: PathLike, obj: Any, option: str) -> None:
+    from sidbench.fileio import atomic_write_text, output_error
+    from sidbench.jsonsafe import dumps
+
+    try:
+        atomic_write_text(path, dumps(obj) + "\n")
+    except OSError as exc:
+        raise output_error(exc, path, option) from exc
+
+
+# --- verbs -------------------------------------------------------------------------------------
+
+def ls(kind: str | None = None) -> dict[str, list[dict[str, Any]]]:
+    """Registered methods, suites and metrics (or one `kind` of them): name, version, source, about.
+
+    A plugin that failed to load is listed with `broken` set to its error.
+    """
+    from sidbench.registry import METHODS, METRICS, SUITES
+
+    _check_choice("kind", kind, LS_KINDS, label="kind")
+    registries = {"methods": METHODS, "suites": SUITES, "metrics": METRICS}
+    out: dict[str, list[dict[str, Any]]] = {}
+    for name, registry in registries.items():
+        if kind not in (None, name):
+            continue
+        rows = []
+        for item, obj in registry.items():
+            about = (getattr(obj, "description", "") or "").splitlines()
+            rows.append({"name": item, "version": str(getattr(obj, "version", "?")),
+                         "source": registry.source(item), "about": about[0] if about else "", "broken": None})
+        for item, broken in sorted(registry.broken.items()):
+            rows.append({"name": item, "version": "-", "source": broken.source, "about": "",
+                         "broken": broken.error})
+        out[name] = rows
+    return out
+
+
+def env(json: bool = False) -> dict[str, Any] | str:
+    """Versions, devices and which asset files were found; `json=True` gives it as JSON text."""
+    from sidbench.assets import asset_report
+    from sidbench.environment import environment
+    from sidbench.jsonsafe import dumps
+
+    report = {"environment": environment(), "assets": asset_report()}
+    return dumps(report, sort_keys=False) if json else report
+
+
+def convert(path: PathLike, *, out: PathLike, trust_pickle: bool = False, key: str = "ema",
+            config: PathLike | None = None, preset: str | None = None, role: str | None = None,
+            sigma_init: float | None = None, suite: str | None = None) -> dict[str, Any]:
+    """Convert an EDM-format pickle or a plain state dict into a native folder `out`.
+
+    Pickles need `trust_pickle=True`; a state dict needs `config` or `preset`. `role`
+    ("generator" for one-step generators, with their `sigma_init`) is recorded so `generate`
+    and `evaluate` pick the sampler and noise level. With `suite`, the network must match
+    the suite's teacher, else nothing is written. Returns the record and parameter counts.
+    """
+    from sidbench.fileio import staged_dir
+    from sidbench.nets.native import JSON_NAME, load_network, read_network_record
+
+    out = check_output_path(out, kind="dir", option="--out")
+    src = Path(path)
+    if not src.is_file():
+        raise ConfigError(f"{src} is not a file",
+                          hint="give the .pkl, .pt, .pth, .bin or .safetensors to convert")
+    _check_choice("role", role, ROLES)
+    _check_positive("sigma_init", sigma_init, hint="SiD's generators use 2.5")
+    if sigma_init is not None and role != "generator":
+        raise ConfigError("--sigma-init is the noise level of a one-step generator",
+                          hint="add --role generator")
+    s = _suite(suite)
+    with staged_dir(out, last=(JSON_NAME,)) as stage:
+        if src.suffix.lower() in (".pt", ".pth", ".bin", ".safetensors"):
+            from sidbench.nets.state_dict import convert_state_dict
+
+            if trust_pickle:
+                raise ConfigError(f"{src.name} is a state dict, not a pickle", hint="drop --trust-pickle")
+            json_path = convert_state_dict(src, stage, config=config, preset=preset, role=role,
+                                           sigma_init=sigma_init)
+        else:
+            from sidbench.nets.persistence import convert_pickle
+
+            if config is not None:
+                raise ConfigError("--config is for state dicts; a pickle holds its own architecture",
+                                  hint="drop --config (--preset checks the architecture)")
+            json_path = convert_pickle(src, stage, trust_pickle=trust_pickle, key=key, preset=preset,
+                                       role=role, sigma_init=sigma_init)
+        record = read_network_record(json_path)
+        if s is not None:
+            from sidbench.suites.resolve import check_teacher
+
+            check_teacher(s, record)
+        net = load_network(json_path)  # reads back what was written: sha256, strict load
+    return {"network_json": str(out / JSON_NAME), "record": record,
+            "parameters": sum(p.numel() for p in net.parameters()),
+            "buffers": sum(b.numel() for b in net.buffers()), "notes": list(record.get("notes") or [])}
+
+
+def generate(*, out: PathLike, network: PathLike | None = None, suite: str | None = None,
+             seeds: str | Sequence[int] | None = None, num_images: int | None = None, batch_size: int = 64,
+             sampler: str | None = None, num_steps: int | None = None, class_idx: int | None = None,
+             sigma_init: float | None = None, sigma_min: float | None = None, sigma_max: float | None = None,
+             rho: float | None = None, s_churn: float = 0.0, s_min: float = 0.0, s_max: float = math.inf,
+             s_noise: float = 1.0, device: str = "cpu", progress: bool = True):
+    """Write one PNG per seed into `out` (a folder, or a path ending in .zip); resumable.
+
+    network: a native folder, its network.json, or a named asset ("digits"); default: the
+    suite's teacher. sampler: "heun" for teachers, "onestep" when network.json says role
+    "generator" (sigma_init then defaults to the recorded one, else 2.5). num_steps: the
+    suite's Heun steps, else EDM's 18 up to 32x32 and 40 above; sigma_min/sigma_max/rho: the
+    suite's, else EDM's 0.002/80/7. Returns a `GenerateSummary`.
+    """
+    from sidbench.nets.sampler import check_sampler_settings, default_steps
+    from sidbench.nets.seeds import check_class_idx, resolve_seeds
+
+    out = check_output_path(out, kind="dir_or_zip", option="--out")
+    _check_int("num_images", num_images, 1, hint="e.g. --num-images 50000")
+    seed_list = resolve_seeds(seeds, num_images)
+    _check_int("batch_size", batch_size, 1, hint="e.g. --batch-size 64")
+    _check_int("num_steps", num_steps, 1, hint="e.g. --num-steps 18")
+    _check_int("class_idx", class_idx, 0, hint="a class index of a conditional network, e.g. 3")
+    _check_choice("sampler", sampler, SAMPLERS)
+    dev = _device(device)
+    s = _suite(suite)
+    if network is None:
+        if s is None:
+            raise ConfigError("no network given", hint="give --network DIR (or a suite name such as digits) "
+                                                       "or --suite NAME for the suite's teacher")
+        from sidbench.suites.resolve import resolve_suite
+
+        network = resolve_suite(s.name, need=("teacher",), check=False).teacher
+    path, record = _network_record(network, s, "network")
+    check_class_idx(class_idx, int(record["init_kwargs"].get("label_dim") or 0))
+    role = record.get("role")
+    if sampler is None:
+        sampler = "onestep" if role == "generator" else "heun"
+    if sigma_init is None:
+        sigma_init = float(record.get("sigma_init") or 2.5)
+    heun = {k: getattr(s.teacher, k) if s is not None else v for k, v in _EDM_HEUN.items()}
+    heun.update({k: v for k, v in (("sigma_min", sigma_min), ("sigma_max", sigma_max), ("rho", rho))
+                 if v is not None})
+    if num_steps is None:
+        resolution = int(record["init_kwargs"].get("img_resolution", 32))
+        num_steps = s.teacher.heun_steps if s is not None else default_steps(resolution)
+    settings = check_sampler_settings(num_steps=num_steps, S_churn=s_churn, S_min=s_min, S_max=s_max,
+                                      S_noise=s_noise, sigma_init=sigma_init, sampler=sampler, **heun)
+
+    from sidbench.generate import generate as generate_images
+    from sidbench.nets.native import load_network
+
+    net = load_network(path, device=dev)
+    info = {"weights_sha256": record.get("weights_sha256"), "class_name": record.get("class_name"),
+            "init_kwargs": record.get("init_kwargs"), "role": role}
+    return generate_images(net, out, seed_list, batch_size=batch_size, sampler=sampler, class_idx=class_idx,
+                           device=dev, network_info=info, progress=progress, **settings)
+
+
+def _metrics_and_protocols(metrics: str | Sequence[str] | None, protocol: Any, s: Any
+                           ) -> tuple[list[str], list[str]]:
+    """The suite's protocols are the defaults: its metrics when none are named, its protocol per metric."""
+    from sidbench.metrics.evaluate import parse_metrics
+    from sidbench.metrics.protocols import get_protocol
+
+    by_metric: dict[str, str] = {}
+    if s is not None:
+        by_metric = {get_protocol(name).metric: name for name in s.protocols}
+    metric_list = parse_metrics(metrics if metrics is not None else (list(by_metric) or "fid"))
+    chosen = {m: by_metric[m] for m in metric_list if m in by_metric}
+    for name in _protocol_names(protocol):
+        chosen[get_protocol(name).metric] = name  # resolve_protocols refuses one for a metric not asked for
+    return metric_list, list(chosen.values())
+
+
+def evaluate(*, images: Any = None, generator: PathLike | None = None, suite: str | None = None,
+             ref: Any = None, ref_images: Any = None, metrics: str | Sequence[str] | None = None,
+             protocol: str | Sequence[str] | None = None, num_images: int | None = None,
+             seeds: str | Sequence[int] | None = None, seed_sets: bool = False,
+             sigma_init: float | None = None, inception_weights: PathLike | None = None,
+             vgg16_weights: PathLike | None = None, torchscript_inception: PathLike | None = None,
+             clip_weights: PathLike | None = None, captions: PathLike | None = None,
+             channels_last: bool = False, batch_size: int = 64, device: str = "cpu",
+             json: PathLike | None = None) -> dict[str, Any]:
+    """Metrics of `images` (folder/zip of PNGs, dataset, tensor) or of a one-step `generator` folder.
+
+    suite: its reference statistics are the default `ref`, its protocols the default metrics
+    and protocols, and a generator must match its teacher. Generator images come from
+    `seeds` (or 0..num_images-1), or with `seed_sets` from every seed set of the protocol,
+    combined by its headline rule. `json`: also write the result record there. Returns it.
+    """
+    from sidbench.metrics.evaluate import evaluate as evaluate_images
+
+    if json is not None:
+        json = check_output_path(json, kind="file", option="--json")
+    if (images is None) == (generator is None):
+        raise ConfigError("give exactly one of --images and --generator",
+                          hint="--images PATH for files, --generator DIR for a one-step generator")
+    _check_int("num_images", num_images, 1, hint="e.g. --num-images 50000")
+    _check_int("batch_size", batch_size, 1, hint="e.g. --batch-size 64")
+    _check_positive("sigma_init", sigma_init, hint="SiD's generators use 2.5")
+    if seed_sets and generator is None:
+        raise ConfigError("--seed-sets needs --generator", hint="evaluate a folder of images without it")
+    if seed_sets and (seeds is not None or num_images is not None):
+        raise ConfigError("--seed-sets takes the protocol's seeds; drop --seeds/--num-images")
+    if images is not None and seeds is not None:
+        raise ConfigError("--seeds chooses generator seeds",
+                          hint="with --images use --num-images N for the first N")
+    dev = _device(device)
+    s = _suite(suite)
+    metric_list, protocols = _metrics_and_protocols(metrics, protocol, s)
+    if s is not None:
+        ref, ref_images = _suite_reference(s, ref, ref_images, metric_list)
+    caption_list = None
+    if captions is not None:
+        from sidbench.data.coco import read_captions
+
+        caption_list = read_captions(captions)
+    weights = {"inception-v3-compat": inception_weights, "vgg16-fc2-relu": vgg16_weights,
+               "clean-fid-inception": torchscript_inception, "open-clip-vitg14": clip_weights}
+    ext_options = {"inception-v3-compat": {"channels_last": True}} if channels_last else None
+    common = dict(ref_images=ref_images, weights=weights, captions=caption_list, batch_size=batch_size,
+                  device=dev, extractor_options=ext_options)
+    if generator is None:
+        result = evaluate_images(images, ref, metric_list, protocols or None, num_images=num_images, **common)
+    else:
+        result = _evaluate_generator(generator, s, seeds, num_images, seed_sets, sigma_init, ref, metric_list,
+                                     protocols, dev, common)
+    import sidbench.distributed as distributed
+
+    if json is not None and distributed.rank() == 0:
+        _write_json(json, result, "--json")
+    return result
+
+
+def _is_path(x: Any) -> bool:
+    return isinstance(x, (str, os.PathLike))
+
+
+def _suite_reference(s: Any, ref: Any, ref_images: Any, metric_list: list[str]) -> tuple[Any, Any]:
+    """Under a suite: its reference statistics by default, and any reference given checked against it.
+
+    A statistics file must be the suite's (`check_reference`); a dataset path must be the
+    suite's dataset (`check_suite_dataset`); KID and P/R against statistics use the suite's
+    dataset as reference images when it is found.
+    """
+    from sidbench.errors import AssetError
+    from sidbench.suites.resolve import check_suite_dataset, resolve_suite
+
+    needs_ref = any(m in ("fid", "kid", "pr") for m in metric_list)
+    if (ref is None and needs_ref) or (_is_path(ref) and str(ref).endswith(".npz")):
+        ref = resolve_suite(s, ref=ref, need=("ref",)).ref_stats
+    elif _is_path(ref):
+        ref = check_suite_dataset(s, ref)
+    if _is_path(ref_images):
+        ref_images = check_suite_dataset(s, ref_images)
+    elif ref_images is None and _is_path(ref) and any(m in ("kid", "pr") for m in metric_list):
+        try:
+            ref_images = check_suite_dataset(s)
+        except AssetError:  # not found: evaluate() says which reference images KID / P-R need
+            pass
+    return ref, ref_images
+
+
+def _evaluate_generator(generator: PathLike, s: Any, seeds: Any, num_images: int | None, seed_sets: bool,
+                        sigma_init: float | None, ref: Any, metric_list: list[str], protocols: list[str],
+                        dev: Any, common: dict[str, Any]) -> dict[str, Any]:
+    from sidbench.metrics.evaluate import evaluate as evaluate_images
+    from sidbench.metrics.evaluate import evaluate_seed_sets, resolve_protocols
+    from sidbench.metrics.image_source import GeneratorImageSource, onestep_renderer
+    from sidbench.nets.native import load_network
+    from sidbench.nets.seeds import resolve_seeds
+
+    path, record = _network_record(generator, s, "generator")
+    if record.get("role") == "teacher":
+        raise ConfigError(f"{path} is a teacher (role in its network.json); --generator renders one step",
+                          hint="sample it with `sidbench generate` and evaluate the images with --images")
+    if sigma_init is None:
+        sigma_init = float(record.get("sigma_init") or 2.5)
+    chosen = resolve_protocols(metric_list, protocols or None)
+    if seed_sets:
+        first = chosen["fid"] if "fid" in chosen else next(iter(chosen.values()))
+        sets = first.option("seed_sets") or ((0, first.num_images - 1),)
+    else:
+        seed_list = resolve_seeds(seeds, num_images)
+    net = load_network(path, device=dev)
+    render = onestep_renderer(net, sigma_init, dev)
+    info = {"generator": str(generator), "generator_sha256": record.get("weights_sha256"),
+            "sigma_init": sigma_init}
+    if seed_sets:
+        return evaluate_seed_sets(render, sets, ref, metric_list, protocols or None, description=info,
+                                  **common)
+    return evaluate_images(GeneratorImageSource(render, seed_list, info), ref, metric_list, protocols or None,
+                           **common)
+
+
+def refstats(dataset: PathLike | None = None, *, out: PathLike, suite: str | None = None,
+             protocol: str | None = None, max_images: int | None = None,
+             inception_weights: PathLike | None = None, weights: PathLike | None = None, batch_size: int = 64,
+             device: str = "cpu") -> dict[str, Any]:
+    """Reference statistics (mu, sigma) of `dataset` for a FID protocol's extractor, written to `out` (.npz).
+
+    suite: the dataset defaults to the suite's (identity-checked) and the protocol to the
+    suite's FID protocol; without one the protocol is edm-fid50k. Returns the stored metadata.
+    """
+    from sidbench.metrics.protocols import get_protocol
+
+    if Path(out).suffix != ".npz":
+        raise ConfigError(f"--out {out} must end with .npz", hint="`eval --ref` recognises statistics by it")
+    _check_int("max_images", max_images, 1)
+    _check_int("batch_size", batch_size, 1, hint="e.g. --batch-size 64")
+    dev = _device(device)
+    s = _suite(suite)
+    if protocol is None:
+        suite_fid = [n for n in (s.protocols if s is not None else ()) if get_protocol(n).metric == "fid"]
+        protocol = suite_fid[0] if suite_fid else "edm-fid50k"
+    p = get_protocol(protocol)
+    if p.metric != "fid":
+        raise ConfigError(f"protocol {p.name} is a {p.metric} protocol; refstats makes FID statistics",
+                          hint="use e.g. --protocol edm-fid50k, coco2014-fid30k-clean or digits-fd")
+    if s is not None:
+        from sidbench.suites.resolve import check_suite_dataset, resolve_suite
+
+        data = check_suite_dataset(s, resolve_suite(s.name, dataset=dataset, need=("dataset",)).dataset)
+    elif dataset is None:
+        raise ConfigError("no dataset given",
+                          hint="give DATASET (EDM zip/folder, image folder, CIFAR tarball) or --suite NAME")
+    else:
+        data = dataset
+    if weights is None and p.extractor == "inception-v3-compat":
+        weights = inception_weights
+    from sidbench.metrics.evaluate import compute_reference
+
+    r = compute_reference(data, out, p.name, weights_path=weights, max_images=max_images,
+                             batch_size=batch_size, device=dev)
+    check_output_path(out, kind="file", option="--out")
+    return r
+
+
+def train_teacher(*, suite: str, out: PathLike, kimg: float | None = None, batch_size: int | None = None,
+                  lr: float | None = None, seed: int = 0, device: str = "cpu", progress: bool = True):
+    """Train an embedded suite's teacher from scratch; its EMA goes to the native folder `out`.
+
+    kimg, batch_size and lr default to the suite's teacher-training settings. Returns a `TrainSummary`.
+    """
+    out = check_output_path(out, kind="dir", option="--out")
+    _check_positive("kimg", kimg, hint="e.g. --kimg 160")
+    _check_positive("lr", lr, hint="e.g. --lr 1e-3")
+    _check_int("batch_size", batch_size, 1, hint="e.g. --batch-size 32")
+    _check_int("seed", seed, 0)
+    _check_choice("suite", suite, TRAINABLE_SUITES)
+    dev = _device(device)
+    from sidbench.train.teacher import train_teacher as train
+
+    return train(suite, out, kimg=kimg, batch_size=batch_size, lr=lr, seed=seed, device=dev,
+                 progress=progress)
+
+
+def quickstart(*, out: PathLike = "runs/quickstart", suite: str = "digits", num_images: int = 2000,
+               batch_size: int = 250, device: str | None = None, few_steps: int = 2,
+               progress: bool = True) -> dict[str, Any]:
+    """The embedded default suite end to end: generate with its shipped teacher, evaluate, record.
+
+    Writes `out/results.json` (one record per row) and returns it; device defaults to cuda
+    when available. Resumable: a rerun reuses finished images.
+    """
+    out = check_output_path(out, kind="dir", option="--out")
+    _check_int("num_images", num_images, 1, hint="the digits protocols use 2000")
+    _check_int("batch_size", batch_size, 1, hint="e.g. --batch-size 250")
+    _check_int("few_steps", few_steps, 1, hint="e.g. --few-steps 2")
+    from sidbench.devices import default_device
+
+    dev = _device(device) if device is not None else default_device()
+    _suite(suite)
+    from sidbench.workflows.quickstart import quickstart as run_quickstart
+
+    return run_quickstart(out, suite=suite, num_images=num_images, batch_size=batch_size, device=str(dev),
+                          few_steps=few_steps, progress=progress)

@@ -1,0 +1,42 @@
+"""What the verbs share (this module is not a verb): registry-backed choices and the args -> API call.
+
+Every option's destination is the name of a parameter of the verb's API function, so a
+command is `api.VERB(**api_arguments(args))` plus printing.
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterator
+from typing import Any
+
+from sidbench.registry import Registry
+
+# Destinations that belong to the `sidbench` program, not to the verb's API function.
+_PROGRAM_DESTS = ("verb", "debug")
+
+
+class RegistryChoices:
+    """argparse `choices` read from a registry only when a value is checked (no import cost for --help)."""
+
+    def __init__(self, registry: Registry):
+        self.registry = registry
+
+    def __contains__(self, value: object) -> bool:
+        return value in self.registry.names()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.registry.names())
+
+    def __len__(self) -> int:
+        return len(self.registry.names())
+
+
+def alias_note(*old: str) -> str:
+    """Help suffix for spellings kept for compatibility."""
+    return f" (old spelling{'s' if len(old) > 1 else ''} {', '.join(old)} still accepted)"
+
+
+def api_arguments(args: argparse.Namespace) -> dict[str, Any]:
+    """The parsed options as keyword arguments of the verb's API function."""
+    return {k: v for k, v in vars(args).items() if k not in _PROGRAM_DESTS}

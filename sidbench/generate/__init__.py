@@ -1,0 +1,22 @@
+"""Generate images for a seed list into a folder or zip, resumably, one writer at a time.
+
+Image i is a function of seed i alone (per-image generators, `sidbench.nets.seeds`;
+images from `sidbench.nets.render.render_seeds`), so a run can be cut anywhere and
+resumed: finished `{seed:06d}.png` files are kept (each re-checked by decoding),
+missing ones are made, and the result is byte-for-byte what an uninterrupted run
+writes. The modules, one idea each:
+
+- `run`: `generate` itself: checks, then the resume/extend logic;
+- `manifest`: `generate.json`, the network fingerprint and settings an output was made with;
+- `lock`: one writer per output (`OUT.lock`);
+- `writer`: threaded PNG writing and full-disk messages;
+- `zipout`: staging in `OUT.zip.partial/` and deterministic packing of `.zip` outputs;
+- `summary`: `GenerateSummary`, what a call did.
+"""
+
+from sidbench.generate.manifest import MANIFEST, network_fingerprint
+from sidbench.generate.run import generate
+from sidbench.generate.summary import GenerateSummary
+from sidbench.nets.sampler import SAMPLERS
+
+__all__ = ["MANIFEST", "SAMPLERS", "GenerateSummary", "generate", "network_fingerprint"]

@@ -1,0 +1,56 @@
+"""One pass over the images: every extractor a run needs, exact statistics per (extractor, feature key).
+
+Each process extracts its own shard (image i -> rank i % world) and the statistics are summed
+across processes at the end, so the numbers depend neither on the batch size nor on the number
+of processes. Raw features are kept only where a metric needs more than sums (IS, KID, P/R).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from sidbench.errors import ConfigError
+from sidbench.metrics.extractors import FeatureExtractor
+from sidbench.metrics.image_source import ImageSource
+from sidbench.metrics.stats import FeatureStats
+
+
+@dataclass
+class FeatureNeeds:
+    """What one extractor must produce: per feature key, whether raw features are kept."""
+
+    keep: dict[str, bool] = field(default_factory=dict)
+
+    def add(self, key: str, keep: bool) -> None:
+        self.keep[key] = self.keep.get(key, False) or keep
+
+
+def extract_stats(source: ImageSource, extractors: Mapping[str, FeatureExtractor],
+                  needs: Mapping[str, FeatureNeeds], batch_size: int = 64,
+                  description: str = "extracting features", rank: int | None = None,
+                  world: int | None = None) -> dict[tuple[str, str], FeatureStats]:
+    """One pass over this process's shard; statistics all-reduced across processes at the end."""
+    from sidbench.progress import make_progress
+
+    stats = {(name, key): FeatureStats(keep_features=keep)
+             for name, need in needs.items() for key, keep in need.keep.items()}
+    if rank is None or world is None:
+        import sidbench.distributed as distributed
+
+        rank, world = distributed.rank(), distributed.world_size()
+    total = len(source.shard(rank, world))
+    with make_progress() as progress:
+        task = progress.add_task(description, total=total)
+        for indices, images in source.batches(batch_size, rank, world):
+            for name, need in needs.items():
+                feats = extractors[name](images)
+                for key in need.keep:
+                    if key not in feats:
+                        raise ConfigError(f"extractor {name} gives no feature '{key}' "
+                                          f"(it has {sorted(feats)})")
+                    stats[(name, key)].update(feats[key].cpu(), indices)
+            progress.advance(task, len(indices))
+    for s in stats.values():
+        s.all_reduce()
+    return stats
