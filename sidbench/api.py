@@ -404,7 +404,8 @@ def refstats(dataset: PathLike | None = None, *, out: PathLike, suite: str | Non
     """
     from sidbench.metrics.protocols import get_protocol
 
-    if Path(out).suffix != ".npz":
+    out = check_output_path(out, kind="file", option="--out")
+    if out.suffix != ".npz":
         raise ConfigError(f"--out {out} must end with .npz", hint="`eval --ref` recognises statistics by it")
     _check_int("max_images", max_images, 1)
     _check_int("batch_size", batch_size, 1, hint="e.g. --batch-size 64")
@@ -430,10 +431,8 @@ def refstats(dataset: PathLike | None = None, *, out: PathLike, suite: str | Non
         weights = inception_weights
     from sidbench.metrics.evaluate import compute_reference
 
-    r = compute_reference(data, out, p.name, weights_path=weights, max_images=max_images,
+    return compute_reference(data, out, p.name, weights_path=weights, max_images=max_images,
                              batch_size=batch_size, device=dev)
-    check_output_path(out, kind="file", option="--out")
-    return r
 
 
 def train_teacher(*, suite: str, out: PathLike, kimg: float | None = None, batch_size: int | None = None,

@@ -10,7 +10,7 @@ from sidbench.cli import main
 @pytest.mark.slow
 def test_quickstart_end_to_end_and_resume(tmp_path, capsys):
     out = tmp_path / "qs"
-    assert main(["quickstart", "--out", str(out), "--num", "1000", "--batch", "250"]) == 0
+    assert main(["quickstart", "--out", str(out), "--num-images", "1000", "--batch-size", "250"]) == 0
     first = json.loads((out / "results.json").read_text())
     many, few = first["records"]
     assert many["method"]["nfe"] == 35 and few["method"]["nfe"] == 3
@@ -25,7 +25,7 @@ def test_quickstart_end_to_end_and_resume(tmp_path, capsys):
     assert many["metrics"]["precision"]["value"] > few["metrics"]["precision"]["value"]
 
     # rerun: every image is reused and every number is identical
-    assert main(["quickstart", "--out", str(out), "--num", "1000", "--batch", "100"]) == 0
+    assert main(["quickstart", "--out", str(out), "--num-images", "1000", "--batch-size", "100"]) == 0
     second = json.loads((out / "results.json").read_text())
     for a, b in zip(first["records"], second["records"], strict=True):
         assert b["cost"]["images_generated_now"] == 0 and b["cost"]["images_reused"] == 1000

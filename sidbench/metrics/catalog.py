@@ -44,7 +44,12 @@ def get_metric(name: str) -> Metric:
 
 def metric_names() -> list[str]:
     """Every registered metric (plugins included), sorted."""
-    return METRICS.names()
+    return sorted(set(BUILTIN) | set(METRICS.names()))
+
+
+def _aliases() -> dict[str, str]:
+    objs = {**dict(METRICS.items()), **BUILTIN}
+    return {a: name for name, obj in objs.items() for a in getattr(obj, "aliases", ())}
 
 
 def canonical_name(raw: str) -> str:
@@ -55,7 +60,7 @@ def canonical_name(raw: str) -> str:
     names = metric_names()
     if m in names:
         return m
-    aliases = {a: n for n, obj in METRICS.items() for a in getattr(obj, "aliases", ())}
+    aliases = _aliases()
     if m in aliases:
         return aliases[m]
     raise ConfigError(f"unknown metric '{raw.strip()}'.{suggest(raw.strip(), names)}",

@@ -32,6 +32,7 @@ from sidbench.suites.base import Suite, get_suite
 from sidbench.suites.dataset_check import check_dataset
 
 NEEDS = ("teacher", "ref", "dataset")
+_NEED_ALIASES = {"ref_stats": "ref"}  # the SuiteAssets field name
 _NETWORK_JSON = "network.json"
 _PICKLE_SUFFIXES = (".pkl", ".pickle")
 
@@ -398,14 +399,14 @@ def resolve_suite(name: Suite | str, *, teacher: str | os.PathLike | None = None
                   need: Iterable[str] = (), check: bool = True) -> SuiteAssets:
     """Find suite `name`'s teacher, reference statistics and dataset; explicit arguments win.
 
-    `need` lists what the caller cannot run without ("teacher", "ref", "dataset"): each
+    `need` lists what the caller cannot run without ("teacher", "ref" or "ref_stats", "dataset"): each
     one not found is an AssetError with the file name, URL and hash to put where. With
     `check`, the teacher (`check_teacher`) and the reference statistics (`check_reference`)
     found are checked against the suite; the dataset is only located here, and checked
     when it is opened with `check_suite_dataset`.
     """
     s = _suite(name)
-    needed = set(need)
+    needed = {_NEED_ALIASES.get(n, n) for n in need}
     unknown = sorted(needed - set(NEEDS))
     if unknown:
         raise ConfigError(f"unknown need {unknown[0]!r}.{suggest(unknown[0], list(NEEDS))}",

@@ -196,7 +196,7 @@ def test_clip_extractor_matches_direct_cosine(tmp_path):
     images = torch.randint(0, 256, (3, 3, 40, 48), dtype=torch.uint8, generator=g)
     captions = ["a cat", "two dogs on a sofa", "a red car"]
     img = ext(images)["image"]
-    txt = ext.encode_text(captions)
+    txt = ext.encode_text(["A photo depicts " + c for c in captions])  # texts as given: the metric prefixes
     # direct computation with open_clip's own objects
     tok = open_clip.get_tokenizer("sidbench-tiny-clip")
     with torch.no_grad():

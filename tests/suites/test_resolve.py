@@ -357,6 +357,12 @@ def test_explicit_reference_path_must_exist(tmp_path):
         resolve_suite("digits", ref=tmp_path / "nope.npz")
 
 
+def test_need_accepts_the_field_name_of_the_reference():
+    assert resolve_suite("digits", need=["ref_stats"]).ref_stats == REF_STATS
+    with pytest.raises(AssetError, match="cifar10-32x32.npz"):
+        resolve_suite("cifar10-uncond", need=("ref_stats",))
+
+
 def test_unknown_need_is_refused():
     with pytest.raises(ConfigError, match="Did you mean 'teacher'"):
         resolve_suite("digits", need=["teachers"])
