@@ -10,6 +10,7 @@ inside the functions, so `import sidbench` stays cheap.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import numbers
 import os
@@ -175,7 +176,8 @@ def convert(path: PathLike, *, out: PathLike, trust_pickle: bool = False, key: s
             from sidbench.nets.state_dict import convert_state_dict
 
             if trust_pickle:
-                raise ConfigError(f"{src.name} is a state dict, not a pickle", hint="drop --trust-pickle")
+                raise ConfigError(f"--trust-pickle is for EDM persistence pickles; {src.name} is read as a "
+                                  "state dict (tensors only)", hint="drop --trust-pickle")
             json_path = convert_state_dict(src, stage, config=config, preset=preset, role=role,
                                            sigma_init=sigma_init)
         else:
@@ -190,7 +192,7 @@ def convert(path: PathLike, *, out: PathLike, trust_pickle: bool = False, key: s
         if s is not None:
             from sidbench.suites.resolve import check_teacher
 
-            check_teacher(s, record)
+            check_teacher(s, record, where=f"the network in {src.name}")
         net = load_network(json_path)  # reads back what was written: sha256, strict load
     return {"network_json": str(out / JSON_NAME), "record": record,
             "parameters": sum(p.numel() for p in net.parameters()),
@@ -211,6 +213,7 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     suite's Heun steps, else EDM's 18 up to 32x32 and 40 above; sigma_min/sigma_max/rho: the
     suite's, else EDM's 0.002/80/7. Returns a `GenerateSummary`.
     """
+    from sidbench.nets.native import DEFAULT_SIGMA_INIT
     from sidbench.nets.sampler import check_sampler_settings, default_steps
     from sidbench.nets.seeds import check_class_idx, resolve_seeds
 
@@ -236,7 +239,7 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     if sampler is None:
         sampler = "onestep" if role == "generator" else "heun"
     if sigma_init is None:
-        sigma_init = float(record.get("sigma_init") or 2.5)
+        sigma_init = float(record.get("sigma_init") or DEFAULT_SIGMA_INIT)
     heun = {k: getattr(s.teacher, k) if s is not None else v for k, v in _EDM_HEUN.items()}
     heun.update({k: v for k, v in (("sigma_min", sigma_min), ("sigma_max", sigma_max), ("rho", rho))
                  if v is not None})
@@ -354,10 +357,8 @@ def _suite_reference(s: Any, ref: Any, ref_images: Any, metric_list: list[str]) 
     if _is_path(ref_images):
         ref_images = check_suite_dataset(s, ref_images)
     elif ref_images is None and _is_path(ref) and any(m in ("kid", "pr") for m in metric_list):
-        try:
+        with contextlib.suppress(AssetError):  # not found: evaluate() says which images KID / P-R need
             ref_images = check_suite_dataset(s)
-        except AssetError:  # not found: evaluate() says which reference images KID / P-R need
-            pass
     return ref, ref_images
 
 
@@ -367,7 +368,7 @@ def _evaluate_generator(generator: PathLike, s: Any, seeds: Any, num_images: int
     from sidbench.metrics.evaluate import evaluate as evaluate_images
     from sidbench.metrics.evaluate import evaluate_seed_sets, resolve_protocols
     from sidbench.metrics.image_source import GeneratorImageSource, onestep_renderer
-    from sidbench.nets.native import load_network
+    from sidbench.nets.native import DEFAULT_SIGMA_INIT, load_network
     from sidbench.nets.seeds import resolve_seeds
 
     path, record = _network_record(generator, s, "generator")
@@ -375,7 +376,7 @@ def _evaluate_generator(generator: PathLike, s: Any, seeds: Any, num_images: int
         raise ConfigError(f"{path} is a teacher (role in its network.json); --generator renders one step",
                           hint="sample it with `sidbench generate` and evaluate the images with --images")
     if sigma_init is None:
-        sigma_init = float(record.get("sigma_init") or 2.5)
+        sigma_init = float(record.get("sigma_init") or DEFAULT_SIGMA_INIT)
     chosen = resolve_protocols(metric_list, protocols or None)
     if seed_sets:
         first = chosen["fid"] if "fid" in chosen else next(iter(chosen.values()))

@@ -74,6 +74,16 @@ def test_generate_stays_the_api_call_after_the_generate_package_is_imported():
     assert inspect.signature(sidbench.generate) == inspect.signature(sidbench.api.generate)
 
 
+def test_api_choices_are_the_librarys():
+    import sidbench.api as api
+    from sidbench.nets.native import ROLES
+    from sidbench.nets.sampler import SAMPLERS
+    from sidbench.train.teacher import _SOURCES
+
+    assert api.ROLES == ROLES and api.SAMPLERS == SAMPLERS
+    assert sorted(api.TRAINABLE_SUITES) == sorted(_SOURCES)
+
+
 def test_unknown_attribute_is_an_attribute_error():
     with pytest.raises(AttributeError, match="no attribute 'evaluat'"):
         sidbench.evaluat  # noqa: B018
@@ -250,11 +260,31 @@ def test_convert_records_the_role_and_a_suite_mismatch_writes_nothing(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json", "gen", "net.pt"]
 
 
+def test_cli_converts_an_edm_pickle_and_prints_its_notes(tmp_path, capsys):
+    import torch
+
+    from sidbench.cli import main
+    from sidbench.nets.build import build_network
+    from tests.nets import _persistence_fixture as fx
+
+    torch.manual_seed(0)
+    kwargs = {**TINY["init_kwargs"], "augment_dim": 0, "dropout": 0.0}
+    net = build_network({"class_name": "EDMPrecond", "init_kwargs": kwargs})
+    pkl = fx.write_edm_pickle(tmp_path / "sid.pkl", net, kwargs, tmp_path / "marker", snapshot="ema")
+    assert main(["convert", str(pkl), "--trust-pickle", "-o", str(tmp_path / "a")]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("converted sid.pkl: EDMPrecond/SongUNet") and "\nnote: " in out
+    assert not (tmp_path / "marker").exists()  # the pickled source never ran
+    assert main(["convert", str(pkl), "--trust-pickle", "--out", str(tmp_path / "g"),
+                 "--role", "generator"]) == 0
+    assert "role generator" in capsys.readouterr().out
+
+
 @pytest.mark.parametrize("kwargs, message", [
     ({"sigma_init": 2.5}, "add --role generator"),
     ({"role": "generator", "sigma_init": math.nan}, "finite number greater than 0"),
     ({"role": "genrator"}, "Did you mean 'generator'"),
-    ({"trust_pickle": True}, "is a state dict, not a pickle"),
+    ({"trust_pickle": True}, "is read as a state dict"),
 ])
 def test_convert_refuses_inconsistent_arguments_before_converting(tmp_path, kwargs, message):
     pt, config = _tiny_state_dict(tmp_path)

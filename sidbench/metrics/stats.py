@@ -46,13 +46,16 @@ def _as_float64_tensor(features: Any) -> torch.Tensor:
     return x.to(torch.float64)
 
 
-def _limbs(x: torch.Tensor) -> list[torch.Tensor]:
-    """Split x (float64) into float64 tensors a_k with x ~= sum_k a_k * 2**(21k - 38), exactly."""
+def _check_range(x: torch.Tensor) -> None:
     if not torch.isfinite(x).all():
         raise ConfigError("features contain NaN or Inf", hint="check the feature extractor's input and dtype")
     if x.numel() and x.abs().max().item() >= MAX_ABS:
         raise ConfigError(f"feature magnitude {x.abs().max().item():.3g} is beyond the exact-sum range "
                           f"(|x| < {MAX_ABS:.0f})", hint="rescale the features before accumulating them")
+
+
+def _limbs(x: torch.Tensor) -> list[torch.Tensor]:
+    """Split x (float64, checked by `_check_range`) into float64 tensors a_k with x ~= sum_k a_k * 2**(21k - 38)."""
     q = torch.round(x * float(2**FRAC_BITS)).to(torch.int64)  # round half to even; exact for float32 input
     mask = (1 << LIMB_BITS) - 1
     a0 = q & mask
@@ -93,14 +96,16 @@ class FeatureStats:
         self._sum2 = torch.zeros(2 * NUM_LIMBS - 1, dim, dim, dtype=torch.int64, device=self.device)
 
     def update(self, features: Any, indices: Any = None) -> None:
-        """Add a batch [N, D] of features (torch or numpy; float32 recommended)."""
+        """Add a batch [N, D] of features (torch or numpy; float32 recommended).
+
+        Everything is checked before anything is added: a refused batch leaves no trace.
+        """
         raw = features if isinstance(features, torch.Tensor) else torch.as_tensor(np.asarray(features))
         x = _as_float64_tensor(raw).to(self.device)
         n, d = x.shape
-        if self._sum is None:
-            self._alloc(d)
-        elif d != self.dim:
+        if self.dim is not None and d != self.dim:
             raise ConfigError(f"feature dimension changed from {self.dim} to {d}")
+        _check_range(x)
         if self._n + n > MAX_IMAGES:
             raise ConfigError(f"more than {MAX_IMAGES} images in one FeatureStats (int64 head room)")
         if indices is None:
@@ -115,10 +120,8 @@ class FeatureStats:
             raise ConfigError(f"image index {_first_repeat(new_indices, self._seen)} added twice to the "
                               "same statistics", hint="pass each image's global index once (shards must not "
                                                       "overlap)")
-        self._seen |= fresh
-        self._explicit = self._explicit or indices is not None
-        if n:
-            self._next_index = max(self._next_index, int(idx.max()) + 1)
+        if self._sum is None:
+            self._alloc(d)
         for start in range(0, n, CHUNK_ROWS):
             limbs = _limbs(x[start:start + CHUNK_ROWS])
             for k, a in enumerate(limbs):
@@ -130,6 +133,10 @@ class FeatureStats:
                 p = (limbs[i].T @ limbs[j]).to(torch.int64)  # integers < 2**53: exact in any order
                 self._sum2[i + j] += p if i == j else p + p.T
         self._n += n
+        self._seen |= fresh
+        self._explicit = self._explicit or indices is not None
+        if n:
+            self._next_index = max(self._next_index, int(idx.max()) + 1)
         if self.keep_features:
             self._kept.append((idx, raw.detach().to("cpu").clone()))
 

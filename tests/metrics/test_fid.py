@@ -89,3 +89,76 @@ def test_shape_mismatch_is_a_clear_error():
         fid_from_stats(np.zeros(3), np.eye(4), np.zeros(3), np.eye(3))
     with pytest.raises(ConfigError, match="NaN"):
         fid_from_stats(np.full(3, np.nan), np.eye(3), np.zeros(3), np.eye(3))
+
+
+# -- inputs that would make the number meaningless are refused ----------------------------------------
+def _good(d=4):
+    rng = np.random.default_rng(7)
+    return rng.standard_normal(d), _spd(rng, d)
+
+
+def _non_symmetric(mu, s):
+    s = s.copy()
+    s[0, 1] += 0.5
+    return mu, s
+
+
+def _negative_eigenvalue(mu, s):
+    w, v = np.linalg.eigh(s)
+    w[0] = -0.05 * w[-1]  # far beyond rounding: a matrix that is no covariance
+    return mu, (v * w) @ v.T
+
+
+_BAD = {
+    "non-symmetric": (_non_symmetric, "not symmetric"),
+    "negative-eigenvalue": (_negative_eigenvalue, "not positive semi-definite"),
+    "negative-diagonal": (lambda mu, s: (mu, -s), "not positive semi-definite"),
+    "nan-mu": (lambda mu, s: (np.where(np.arange(len(mu)) == 1, np.nan, mu), s), "NaN or Inf"),
+    "inf-sigma": (lambda mu, s: (mu, np.where(np.eye(len(mu)) > 0, np.inf, s)), "NaN or Inf"),
+    "dims": (lambda mu, s: (mu, np.eye(len(mu) + 1)), "has shape"),
+    "0-d-mu": (lambda mu, s: (np.float64(1.0), s), "non-empty vector"),
+    "0-d-sigma": (lambda mu, s: (mu, np.float64(1.0)), "has shape"),
+    "empty": (lambda mu, s: (np.zeros(0), np.zeros((0, 0))), "non-empty vector"),
+    "string-mu": (lambda mu, s: (mu.astype(str), s), "array; expected real numbers"),
+    "string-sigma": (lambda mu, s: (mu, np.full(s.shape, "x")), "array; expected real numbers"),
+    "complex": (lambda mu, s: (mu, s.astype(complex)), "array; expected real numbers"),
+    "object": (lambda mu, s: (mu, s.astype(object)), "array; expected real numbers"),
+}
+
+
+@pytest.mark.parametrize("which", [1, 2])
+@pytest.mark.parametrize("case", list(_BAD))
+def test_meaningless_statistics_are_refused_on_either_side(case, which):
+    make, message = _BAD[case]
+    good = _good()
+    bad = make(*_good())
+    args = (*bad, *good) if which == 1 else (*good, *bad)
+    with pytest.raises(ConfigError, match=message):
+        fid_from_stats(*args)
+
+
+def test_rounding_sized_asymmetry_and_negative_eigenvalues_are_accepted():
+    """float32-stored, rank-deficient covariances are covariances: refusing them would be wrong."""
+    rng = np.random.default_rng(8)
+    x = rng.standard_normal((30, 64))
+    s = np.cov(x, rowvar=False).astype(np.float32).astype(np.float64)  # rank 29: zero eigenvalues, rounded
+    assert np.linalg.eigvalsh(s).min() < 0  # the rounding this test is about
+    s_asym = s.copy()
+    s_asym[0, 1] *= 1 + 1e-9
+    for sigma in (s, s_asym):
+        assert np.isfinite(fid_from_stats(x.mean(0), sigma, x.mean(0) + 1, np.eye(64)))
+
+
+def test_a_distance_is_never_negative_and_the_raw_value_is_kept():
+    from sidbench.metrics.fid import frechet_distance
+
+    for seed in range(3):  # identical, ill-conditioned statistics: the formula rounds below zero
+        rng = np.random.default_rng(seed)
+        x = rng.standard_normal((100, 128)) * rng.uniform(0.01, 100, 128) + 50
+        mu, s = x.mean(0), np.cov(x, rowvar=False)
+        fd = frechet_distance(mu, s, mu, s)
+        assert fd.raw < 0 and fd.value == 0.0 == fid_from_stats(mu, s, mu, s)
+    rng = np.random.default_rng(9)
+    s1, s2 = _spd(rng, 16), _spd(rng, 16)
+    fd = frechet_distance(np.zeros(16), s1, np.ones(16), s2)
+    assert fd.value == fd.raw > 0  # positive distances are untouched

@@ -101,3 +101,72 @@ def test_meta_is_json_bytes(tmp_path):
     with np.load(tmp_path / "r.npz", allow_pickle=False) as raw:
         assert raw["meta_json"].dtype == np.uint8 and int(raw["num_images"]) == 7
         assert json.loads(raw["meta_json"].tobytes()) == {"k": 1, "num_images": 7}
+
+
+# -- npz files that would make FID meaningless: one-line AssetError each, never a traceback ----------
+def _npz_cases(d=3):
+    a = np.random.default_rng(5).standard_normal((d, d))
+    good_mu, good_sigma = np.zeros(d), a @ a.T + np.eye(d)
+    non_psd = good_sigma.copy()
+    non_psd[0, 0] = -5.0
+    asym = good_sigma.copy()
+    asym[0, 1] += 1.0
+    return {
+        "string-mu": ({"mu": np.array(["a", "b", "c"]), "sigma": good_sigma}, "expected real numbers"),
+        "bytes-sigma": ({"mu": good_mu, "sigma": np.full((d, d), b"x")}, "expected real numbers"),
+        "complex-sigma": ({"mu": good_mu, "sigma": good_sigma.astype(complex)}, "expected real numbers"),
+        "bool-mu": ({"mu": np.zeros(d, bool), "sigma": good_sigma}, "expected real numbers"),
+        "0-d-mu": ({"mu": np.float64(0.0), "sigma": good_sigma}, r"expected \[D\] and \[D, D\]"),
+        "0-d-sigma": ({"mu": good_mu, "sigma": np.float64(1.0)}, r"expected \[D\] and \[D, D\]"),
+        "2-d-mu": ({"mu": np.zeros((d, 1)), "sigma": good_sigma}, r"expected \[D\] and \[D, D\]"),
+        "empty": ({"mu": np.zeros(0), "sigma": np.zeros((0, 0))}, "non-empty vector"),
+        "nan-mu": ({"mu": np.array([0.0, np.nan, 0.0]), "sigma": good_sigma}, "NaN or Inf"),
+        "inf-sigma": ({"mu": good_mu, "sigma": np.full((d, d), np.inf)}, "NaN or Inf"),
+        "non-psd": ({"mu": good_mu, "sigma": non_psd}, "not positive semi-definite"),
+        "non-symmetric": ({"mu": good_mu, "sigma": asym}, "not symmetric"),
+        "num-string": ({"mu": good_mu, "sigma": good_sigma, "num_images": np.array("many")}, "positive integer"),
+        "num-vector": ({"mu": good_mu, "sigma": good_sigma, "num_images": np.array([1, 2])}, "positive integer"),
+        "num-float": ({"mu": good_mu, "sigma": good_sigma, "num_images": np.array(3.5)}, "positive integer"),
+        "num-zero": ({"mu": good_mu, "sigma": good_sigma, "num_images": np.array(0)}, "positive integer"),
+        "meta-floats": ({"mu": good_mu, "sigma": good_sigma, "meta_json": np.zeros(4)}, "expected UTF-8 JSON"),
+        "meta-list": ({"mu": good_mu, "sigma": good_sigma,
+                       "meta_json": np.frombuffer(b"[1, 2]", np.uint8)}, "expected an object"),
+    }
+
+
+@pytest.mark.parametrize("case", list(_npz_cases()))
+def test_meaningless_npz_contents_are_one_line_errors(tmp_path, case):
+    arrays, message = _npz_cases()[case]
+    np.savez(tmp_path / "ref.npz", **arrays)
+    with pytest.raises(AssetError, match=message) as info:
+        load_reference(tmp_path / "ref.npz")
+    assert str(tmp_path / "ref.npz") in str(info.value) and "\n" not in str(info.value)
+
+
+def test_damaged_npz_member_is_an_asset_error(tmp_path):
+    import zipfile
+
+    np.savez(tmp_path / "ok.npz", mu=np.zeros(2), sigma=np.eye(2))
+    with zipfile.ZipFile(tmp_path / "ok.npz") as src, zipfile.ZipFile(tmp_path / "bad.npz", "w") as dst:
+        for item in src.infolist():
+            data = src.read(item)
+            dst.writestr(item, data[:20] if item.filename == "sigma.npy" else data)  # truncated array
+    with pytest.raises(AssetError, match="'sigma' cannot be read"):
+        load_reference(tmp_path / "bad.npz")
+
+
+def test_save_refuses_statistics_load_would_refuse(tmp_path):
+    from sidbench.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="not writing .*not positive semi-definite"):
+        save_reference(tmp_path / "r.npz", {"mu": np.zeros(2), "sigma": np.diag([1.0, -1.0])})
+    with pytest.raises(ConfigError, match="not writing .*expected real numbers"):
+        save_reference(tmp_path / "r.npz", {"mu": np.array(["a", "b"]), "sigma": np.eye(2)})
+    assert not (tmp_path / "r.npz").exists()
+
+
+def test_meta_non_finite_values_use_the_one_json_spelling(tmp_path):
+    save_reference(tmp_path / "r.npz", {"mu": np.zeros(2), "sigma": np.eye(2)}, meta={"gamma": float("inf")})
+    with np.load(tmp_path / "r.npz", allow_pickle=False) as raw:
+        assert json.loads(raw["meta_json"].tobytes())["gamma"] == "inf"  # valid JSON, not `Infinity`
+    assert load_reference(tmp_path / "r.npz").meta["gamma"] == float("inf")

@@ -119,6 +119,52 @@ def test_kept_features_are_sorted_by_index():
         s.features()
 
 
+@pytest.mark.parametrize("second", [[4], [9, 3], np.array([5], dtype=np.int32), torch.tensor([0])],
+                         ids=["single", "among-new", "int32", "tensor"])
+def test_an_index_added_again_raises_and_counts_nothing(second):
+    s = FeatureStats()
+    s.update(np.ones((6, 3), dtype=np.float32), indices=np.arange(6))
+    mean = s.mean()
+    with pytest.raises(ConfigError, match="added twice"):
+        s.update(np.full((len(second), 3), 7.0, dtype=np.float32), indices=second)
+    assert s.num == 6 and np.array_equal(s.mean(), mean)  # the refused batch left no trace
+
+
+def test_repeated_index_inside_one_batch_and_after_implicit_indices_raise():
+    s = FeatureStats()
+    with pytest.raises(ConfigError, match="index 2 added twice"):
+        s.update(np.ones((3, 2), dtype=np.float32), indices=[2, 5, 2])
+    assert s.num == 0
+    s.update(np.ones((3, 2), dtype=np.float32))  # implicit indices 0, 1, 2
+    with pytest.raises(ConfigError, match="index 1 added twice"):
+        s.update(np.ones((1, 2), dtype=np.float32), indices=[1])
+    bad = np.ones((2, 2), dtype=np.float32)
+    bad[1, 0] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        s.update(bad, indices=[3, 4])
+    s.update(np.ones((1, 2), dtype=np.float32), indices=[3])  # the refused batch did not claim index 3
+    assert s.num == 4
+
+
+@pytest.mark.parametrize("bad", [[0.5], [1.0], ["a"]], ids=["fraction", "float", "string"])
+def test_non_integer_indices_are_refused(bad):
+    with pytest.raises(ConfigError, match="integers"):
+        FeatureStats().update(np.ones((1, 2), dtype=np.float32), indices=np.asarray(bad))
+
+
+def test_merging_overlapping_shards_raises():
+    x = _features(n=20, d=3)
+    a, b, c = FeatureStats(), FeatureStats(), FeatureStats()
+    a.update(x[:10], indices=np.arange(10))
+    b.update(x[8:], indices=np.arange(8, 20))
+    c.update(x[10:], indices=np.arange(10, 20))
+    with pytest.raises(ConfigError, match="index 8 is in both"):
+        a.merge(b)
+    assert a.num == 10
+    a.merge(c)
+    assert a.num == 20 and np.array_equal(a.mean(), _stats_in_batches(x, 20).mean())
+
+
 def test_npz_dict_is_edm_compatible():
     x = _features(n=100, d=5, seed=4)
     d = _stats_in_batches(x, 10).to_npz_dict(unbiased=False)
@@ -169,6 +215,32 @@ def _worker(rank, world, init_file, out_dir, batch):
                  num=s.num)
     finally:
         torch.distributed.destroy_process_group()
+
+
+def _overlap_worker(rank, world, init_file, out_dir):
+    torch.set_num_threads(1)
+    torch.distributed.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank,
+                                         world_size=world)
+    try:
+        s = FeatureStats()
+        s.update(np.ones((3, 2), dtype=np.float32), indices=[0, 1, 2] if rank == 0 else [2, 3, 4])
+        try:
+            s.all_reduce()
+            outcome = "reduced"
+        except ConfigError as exc:
+            outcome = str(exc)
+        with open(os.path.join(out_dir, f"rank{rank}.txt"), "w") as f:
+            f.write(outcome)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+@pytest.mark.distributed
+def test_an_image_in_two_shards_raises_on_every_process(tmp_path):
+    torch.multiprocessing.spawn(_overlap_worker, args=(2, str(tmp_path / "init"), str(tmp_path)), nprocs=2,
+                                join=True)
+    for rank in (0, 1):
+        assert "index 2 was added by more than one process" in (tmp_path / f"rank{rank}.txt").read_text()
 
 
 @pytest.mark.distributed

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import pickle
 import sys
 
+import numpy as np
 import pytest
 import torch
 
@@ -14,8 +16,9 @@ from sidbench.cli import main
 from sidbench.errors import CheckpointError, ConfigError
 from sidbench.fileio import sha256_file
 from sidbench.nets.build import build_network
-from sidbench.nets.native import load_network
-from sidbench.nets.persistence import RestrictedUnpickler, collect_tensors, convert_pickle, read_pickle
+from sidbench.nets.native import load_network, read_network_record
+from sidbench.nets.persistence import (Record, RestrictedUnpickler, collect_tensors, convert_pickle,
+                                       read_pickle)
 from sidbench.nets.state_dict import convert_state_dict
 
 try:  # tests/nets is a package (tests/nets/__init__.py); fall back for rootdir-style imports
@@ -198,3 +201,219 @@ def test_state_dict_with_wrapper_prefix_converts(tmp_path, capsys):
     assert torch.equal(_outputs(net), _outputs(load_network(tmp_path / "o")))
     with pytest.raises(ConfigError, match="--config or --preset"):
         convert_state_dict(path, tmp_path / "o2")
+
+
+# --- numpy scalars, as in every released EDM / SiD / SiDA pickle ---------------------------------------
+
+def _records(node, prefix=""):
+    """Every persistent Record under `node`, by dotted module name."""
+    out = {prefix.rstrip("."): node} if isinstance(node, Record) else {}
+    for name, child in (node.state.get("_modules") or {}).items():
+        if child is not None:
+            out.update(_records(child, f"{prefix}{name}."))
+    return out
+
+
+def _python(value):
+    if isinstance(value, dict):
+        return {k: _python(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_python(v) for v in value]
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _no_numpy(value) -> bool:
+    if isinstance(value, dict):
+        return all(_no_numpy(v) for v in value.values())
+    if isinstance(value, list):
+        return all(_no_numpy(v) for v in value)
+    return not isinstance(value, np.generic)
+
+
+@pytest.mark.parametrize("numpy_module", [fx.NUMPY1, fx.NUMPY2])
+@pytest.mark.parametrize("protocol", [2, 4])
+@pytest.mark.parametrize("model_type", ["SongUNet", "DhariwalUNet"])
+def test_numpy_scalars_in_state_and_init_kwargs_convert_with_values_kept(tmp_path, numpy_module, protocol,
+                                                                         model_type):
+    marker = tmp_path / "marker"
+    net = _net(model_type=model_type, label_dim=10)
+    kwargs = _kwargs(model_type=model_type, label_dim=10, dropout=np.float64(0.13))  # numpy at the top too
+    pkl = fx.write_edm_pickle(tmp_path / "edm.pkl", net, kwargs, marker, protocol=protocol,
+                              numpy_module=numpy_module)
+    assert numpy_module.encode() in pkl.read_bytes()
+    other = fx.NUMPY2 if numpy_module == fx.NUMPY1 else fx.NUMPY1
+    assert other.encode() not in pkl.read_bytes()
+
+    blocks = {k: r for k, r in _records(read_pickle(pkl)["ema"]).items() if "skip_scale" in r.state}
+    assert blocks, "the fixture must put numpy scalars in the UNet blocks"
+    for name, block in blocks.items():
+        module = net.get_submodule(name)
+        assert block.state["skip_scale"] == module.skip_scale, name
+        assert type(block.state["skip_scale"]) is type(module.skip_scale), name  # float stays float
+        pickled = fx.edm_block_kwargs(module)
+        assert block.init_kwargs == _python(pickled), name  # numpy float64 -> the same Python float
+        assert _no_numpy(block.init_kwargs) and not _no_numpy(pickled)
+
+    json_path = convert_pickle(pkl, tmp_path / "out", trust_pickle=True)
+    assert not marker.exists()
+    record = json.loads(json_path.read_text())
+    assert record["init_kwargs"]["dropout"] == 0.13
+    assert {k: v for k, v in record["init_kwargs"].items() if k != "dropout"} == {
+        k: v for k, v in _kwargs(model_type=model_type, label_dim=10).items() if k != "dropout"}
+    loaded = load_network(json_path)
+    ref, got = net.state_dict(), loaded.state_dict()
+    assert list(got) == list(ref) and all(torch.equal(got[k], ref[k]) for k in ref)  # every name and value
+    assert torch.equal(_outputs(net, 10), _outputs(loaded, 10))
+
+
+@pytest.mark.parametrize("value", [np.float64(np.sqrt(0.5)), np.float32(-1.25), np.float16(3.5), np.int64(-2**40),
+                                   np.int8(-7), np.uint8(200), np.uint64(2**63 + 5), np.bool_(True),
+                                   np.float64("inf")])
+def test_real_numpy_scalars_become_python_numbers(value):
+    """Pickled by the installed numpy itself, whichever module name it writes."""
+    got = RestrictedUnpickler(io.BytesIO(pickle.dumps({"v": value}, protocol=4))).load()["v"]
+    assert type(got) is type(value.item()) and got == value.item()
+
+
+@pytest.mark.parametrize("spec", [">f8", "<f8", "=f4", "|b1", ">i2"])
+def test_numpy_scalar_byte_orders(spec):
+    dtype = np.dtype(spec)
+    raw = np.array(-6.5 if dtype.kind == "f" else 3, dtype=dtype)
+    data = fx.dumps(fx.numpy_scalar_reduction(dtype, raw.tobytes()), protocol=4, numpy_module=fx.NUMPY1)
+    assert RestrictedUnpickler(io.BytesIO(data)).load() == raw.item()
+
+
+@pytest.mark.parametrize("make,match", [
+    (lambda: np.zeros(3), r"global numpy\.(_core|core)\.multiarray\._reconstruct"),  # an array
+    (lambda: np.array([1, "a"], dtype=object), r"global numpy\.(_core|core)\.multiarray\._reconstruct"),
+    (lambda: fx.numpy_scalar_reduction(np.dtype("O"), b"\0" * 8), "numpy dtype 'O8'"),
+    (lambda: fx.numpy_scalar_reduction(np.dtype("U3"), b"\0" * 12), "numpy dtype 'U3'"),
+    (lambda: fx.numpy_scalar_reduction(np.dtype("c16"), b"\0" * 16), "numpy dtype 'c16'"),
+    (lambda: fx.numpy_scalar_reduction(np.dtype("M8[s]"), b"\0" * 8), "numpy dtype 'M8'"),
+    (lambda: fx.numpy_scalar_reduction(np.dtype([("a", "f8")]), b"\0" * 8), "numpy dtype 'V8'"),
+    (lambda: fx.numpy_scalar_reduction(np.dtype("f8"), b"\0" * 3), "not 8 bytes"),
+    (lambda: fx.numpy_scalar_reduction(np.dtype("f8"), "not bytes"), "not 8 bytes"),
+    (lambda: fx.numpy_scalar_reduction(fx.Evil("true"), b"\0" * 8), r"global \w+\.system"),
+])
+def test_numpy_objects_beyond_plain_scalars_are_refused(tmp_path, make, match):
+    path = tmp_path / "x.pkl"
+    path.write_bytes(fx.dumps({"ema": make()}, protocol=4, numpy_module=fx.NUMPY1))
+    with pytest.raises(CheckpointError, match=match):
+        read_pickle(path)
+
+
+# --- SiD / SiDA generators and the recorded role -----------------------------------------------------
+
+@pytest.mark.parametrize("model_type", ["SongUNet", "DhariwalUNet"])
+def test_sida_classes_convert_to_ours_with_original_names_recorded(tmp_path, model_type):
+    net = _net(model_type=model_type)
+    kwargs = _kwargs(model_type=f"{model_type}_EncoderDecoder")  # what SiDA's sida_train.py records
+    pkl = fx.write_edm_pickle(tmp_path / "sida.pkl", net, kwargs, tmp_path / "marker", snapshot="ema",
+                              class_name="EDMPrecond_EncoderDecoder")
+    json_path = convert_pickle(pkl, tmp_path / "out", trust_pickle=True, role="generator")
+    record = read_network_record(json_path)
+    assert record["class_name"] == "EDMPrecond" and record["init_kwargs"]["model_type"] == model_type
+    assert record["source"]["class_name"] == "EDMPrecond_EncoderDecoder"
+    assert record["source"]["model_type"] == f"{model_type}_EncoderDecoder"
+    assert record["role"] == "generator" and record["sigma_init"] == 2.5 and record["notes"] == []
+    assert torch.equal(_outputs(net), _outputs(load_network(json_path)))
+
+
+def test_ema_only_snapshot_without_role_gets_a_note(tmp_path):
+    pkl = fx.write_edm_pickle(tmp_path / "sid.pkl", _net(), _kwargs(), tmp_path / "marker", snapshot="ema")
+    record = read_network_record(convert_pickle(pkl, tmp_path / "a", trust_pickle=True))
+    assert record["role"] == "network" and record["sigma_init"] is None
+    assert len(record["notes"]) == 1 and "generator" in record["notes"][0] and "--role" in record["notes"][0]
+    # An EDM training snapshot (loss_fn, augment_pipe, dataset_kwargs next to ema) is not one.
+    teacher = fx.write_edm_pickle(tmp_path / "edm.pkl", _net(), _kwargs(), tmp_path / "marker")
+    assert read_network_record(convert_pickle(teacher, tmp_path / "b", trust_pickle=True))["notes"] == []
+    record = read_network_record(convert_pickle(pkl, tmp_path / "c", trust_pickle=True, role="generator",
+                                                sigma_init=1.75))
+    assert record["notes"] == [] and record["sigma_init"] == 1.75
+
+
+def test_teacher_role_is_recorded(tmp_path):
+    pkl = fx.write_edm_pickle(tmp_path / "edm.pkl", _net(), _kwargs(), tmp_path / "marker")
+    record = read_network_record(convert_pickle(pkl, tmp_path / "o", trust_pickle=True, role="teacher"))
+    assert record["role"] == "teacher" and record["sigma_init"] is None
+
+
+BAD_ROLES = [
+    (dict(role="gen"), "unknown role 'gen'"),
+    (dict(role="Generator"), "unknown role"),
+    (dict(sigma_init=2.5), "sigma_init is the noise level of a one-step generator"),
+    (dict(role="teacher", sigma_init=2.5), "not of a teacher"),
+    (dict(role="generator", sigma_init=0), "finite number > 0"),
+    (dict(role="generator", sigma_init=-2.5), "finite number > 0"),
+    (dict(role="generator", sigma_init=math.nan), "finite number > 0"),
+    (dict(role="generator", sigma_init=math.inf), "finite number > 0"),
+    (dict(role="generator", sigma_init="2.5"), "not a number"),
+    (dict(role="generator", sigma_init=True), "not a number"),
+]
+
+
+@pytest.mark.parametrize("options,match", BAD_ROLES)
+def test_bad_role_or_sigma_init_is_refused_before_reading(tmp_path, options, match):
+    missing = tmp_path / "never-read.pkl"
+    with pytest.raises(ConfigError, match=match):
+        convert_pickle(missing, tmp_path / "o", trust_pickle=True, **options)
+    with pytest.raises(ConfigError, match=match):
+        convert_state_dict(missing, tmp_path / "o", preset="edm-cifar10-uncond", **options)
+    assert not (tmp_path / "o").exists()
+
+
+def test_state_dict_records_the_role(tmp_path):
+    net = _net()
+    torch.save(net.state_dict(), tmp_path / "g.pt")
+    cfg = {"class_name": "EDMPrecond", "init_kwargs": _kwargs()}
+    record = read_network_record(convert_state_dict(tmp_path / "g.pt", tmp_path / "o", config=cfg,
+                                                    role="generator", sigma_init=2.0))
+    assert record["role"] == "generator" and record["sigma_init"] == 2.0
+
+
+# --- what the pickle's config claims is checked before anything is allocated -----------------------
+
+def test_unknown_pickled_class_is_named(tmp_path):
+    pkl = fx.write_edm_pickle(tmp_path / "edm2.pkl", _net(), _kwargs(), tmp_path / "marker",
+                              class_name="EDM_2_Precond_EncoderDecoder")
+    with pytest.raises(CheckpointError, match="EDM_2_Precond_EncoderDecoder, which sidbench cannot rebuild"):
+        convert_pickle(pkl, tmp_path / "out", trust_pickle=True)
+
+
+def _only_meta_builds(monkeypatch):
+    """Record the default device of every build_network call."""
+    import sidbench.nets.build as build
+
+    devices = []
+    real = build.build_network
+
+    def spy(config):
+        devices.append(torch.get_default_device().type)
+        return real(config)
+
+    monkeypatch.setattr(build, "build_network", spy)
+    return devices
+
+
+def test_huge_claimed_architecture_is_refused_without_allocating(tmp_path, monkeypatch):
+    # 2**20 channels would need petabytes; the tensors come from a 16-channel network.
+    pkl = fx.write_edm_pickle(tmp_path / "edm.pkl", _net(), _kwargs(model_channels=2**20), tmp_path / "m")
+    devices = _only_meta_builds(monkeypatch)
+    with pytest.raises(CheckpointError, match=r"another shape.*model\.map_layer0\.weight"):
+        convert_pickle(pkl, tmp_path / "out", trust_pickle=True)
+    assert devices == ["meta"]
+
+
+def test_network_larger_than_memory_is_refused_with_the_estimate(tmp_path, monkeypatch):
+    import sidbench.nets.native as native
+
+    net = _net()
+    pkl = fx.write_edm_pickle(tmp_path / "edm.pkl", net, _kwargs(), tmp_path / "m")
+    monkeypatch.setattr(native, "available_memory", lambda device: 1000)
+    values = sum(t.numel() for t in net.state_dict().values())
+    with pytest.raises(CheckpointError, match=f"{values:,} tensor values.*GiB of cpu memory"):
+        convert_pickle(pkl, tmp_path / "out", trust_pickle=True)
+    with pytest.raises(CheckpointError, match="tensor values"):
+        torch.save(net.state_dict(), tmp_path / "g.pt")
+        convert_state_dict(tmp_path / "g.pt", tmp_path / "o", config={"class_name": "EDMPrecond",
+                                                                       "init_kwargs": _kwargs()})
