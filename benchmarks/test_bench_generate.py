@@ -7,7 +7,7 @@ Images per second go into `benchmark.extra_info` (no timing assertions).
 import pytest
 import torch
 
-from sidbench.generate import generate
+from sidbench.generation import generate
 from sidbench.nets.build import build_network
 
 CONFIG = {"class_name": "EDMPrecond", "init_kwargs": {

@@ -5,8 +5,6 @@ the functions of `sidbench.api`, re-exported here lazily: `import sidbench` impo
 neither torch nor the API until one of them is used.
 """
 
-import sys
-import types
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -32,36 +30,3 @@ def __getattr__(name: str):
 
 def __dir__() -> list[str]:
     return sorted({*globals(), *API})
-
-
-class _VerbModule(types.ModuleType):
-    """A library package named like an API verb (`sidbench.generate`): calling it calls the verb.
-
-    Importing `sidbench.generate` makes it an attribute of `sidbench`, hiding the API
-    function of the same name; this keeps `sidbench.generate(...)` the API call while
-    `sidbench.generate.GenerateSummary` and `import sidbench.generate.lock` stay the package's.
-    """
-
-    def _verb(self):
-        import sidbench.api
-
-        return getattr(sidbench.api, self.__name__.rpartition(".")[2])
-
-    def __call__(self, *args, **kwargs):
-        return self._verb()(*args, **kwargs)
-
-    @property
-    def __signature__(self):
-        import inspect
-
-        return inspect.signature(self._verb())
-
-
-class _Package(types.ModuleType):
-    def __setattr__(self, name: str, value: object) -> None:
-        if name in API and type(value) is types.ModuleType:  # the import system binding a subpackage
-            value.__class__ = _VerbModule
-        super().__setattr__(name, value)
-
-
-sys.modules[__name__].__class__ = _Package

@@ -249,7 +249,7 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     settings = check_sampler_settings(num_steps=num_steps, S_churn=s_churn, S_min=s_min, S_max=s_max,
                                       S_noise=s_noise, sigma_init=sigma_init, sampler=sampler, **heun)
 
-    from sidbench.generate import generate as generate_images
+    from sidbench.generation import generate as generate_images
     from sidbench.nets.native import load_network
 
     net = load_network(path, device=dev)

@@ -20,7 +20,8 @@ def parse_device(name: str | torch.device | None, default: str = "cpu") -> torch
             raise ConfigError(f"unknown device '{name}'", hint="use cpu, cuda or cuda:N") from None
     if device.type == "cuda":
         if not torch.cuda.is_available():
-            raise ConfigError(f"device '{name}' asked but no CUDA device is available", hint="use --device cpu")
+            raise ConfigError(f"device '{name}' asked but no CUDA device is available",
+                              hint="use --device cpu")
         if device.index is not None and device.index >= torch.cuda.device_count():
             raise ConfigError(f"device '{name}' does not exist: this machine has "
                               f"{torch.cuda.device_count()} CUDA device(s)", hint="use cuda:0 .. cuda:N-1")

@@ -187,7 +187,7 @@ def test_debug_is_accepted_before_and_after_the_verb(where, tmp_path):
 # --- outputs are checked before the work ---------------------------------------------------------
 
 # Every heavy step a verb can take: each raises if reached, so a check that comes too late fails the test.
-_WORK = [("sidbench.nets.native", "load_network"), ("sidbench.generate", "generate"),
+_WORK = [("sidbench.nets.native", "load_network"), ("sidbench.generation", "generate"),
          ("sidbench.metrics.evaluate", "evaluate"), ("sidbench.metrics.evaluate", "evaluate_seed_sets"),
          ("sidbench.metrics.evaluate", "compute_reference"), ("sidbench.nets.persistence", "convert_pickle"),
          ("sidbench.nets.state_dict", "convert_state_dict"), ("sidbench.train.teacher", "train_teacher"),

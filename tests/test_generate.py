@@ -14,9 +14,9 @@ import torch
 
 from sidbench import images as imgio
 from sidbench.errors import ConfigError, DatasetError, SidbenchError
-from sidbench.generate import MANIFEST, generate
+from sidbench.generation import MANIFEST, generate
 from sidbench.nets.sampler import edm_sampler
-from tests.generate._nets import GaussDenoiser
+from tests.generation._nets import GaussDenoiser
 
 
 def pngs(folder: Path) -> dict[str, bytes]:
@@ -115,7 +115,7 @@ def test_zip_output_complete_and_resumable(tmp_path, fresh, monkeypatch):
 
 
 def test_full_disk_while_packing_zip(tmp_path, fresh, monkeypatch):
-    from sidbench.generate import zipout
+    from sidbench.generation import zipout
 
     def no_space(*args, **kwargs):
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))

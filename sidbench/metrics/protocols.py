@@ -60,11 +60,14 @@ class Protocol:
     options: MappingProxyType = field(default_factory=lambda: MappingProxyType({}))
 
     def __post_init__(self) -> None:
-        metric = getattr(self.metric, "name", self.metric)  # a Metric object may be given: keep its name
-        object.__setattr__(self, "metric", metric)
+        # A plugin may pass its Metric object (its module is still being imported, so the registry
+        # cannot find it yet); the protocol keeps the name.
+        given = self.metric
+        impl = given if hasattr(given, "compute") else _implementation(given)
+        object.__setattr__(self, "metric", impl.name)
         if not isinstance(self.options, MappingProxyType):
             object.__setattr__(self, "options", MappingProxyType(dict(self.options)))
-        check_options(self, _implementation(self.metric))
+        check_options(self, impl)
 
     @property
     def tag(self) -> str:

@@ -39,7 +39,7 @@ def quickstart(out_dir: str | os.PathLike = "runs/quickstart", *, suite: str = "
     """
     from sidbench.data.digits import DigitsDataset
     from sidbench.environment import environment
-    from sidbench.generate import generate
+    from sidbench.generation import generate
     from sidbench.metrics.evaluate import evaluate
     from sidbench.nets.native import load_network, read_network_record
     from sidbench.nets.seeds import format_seeds

@@ -333,3 +333,64 @@ def test_seed_sets_keep_every_value_and_apply_the_headline_rule(tmp_path):
     assert fid["headline"] == "min" and fid["value"] == min(fid["values"]) and fid["num_images"] == 36
     assert isc["headline"] == "mean" and isc["value"] == pytest.approx(np.mean(isc["values"]))
     assert len(set(fid["values"])) == 3  # different seeds, different images
+
+
+# ------------------------------------------------------------------- plugins ----
+
+@pytest.fixture
+def plugin_metric(monkeypatch):
+    """The `sidbench.metrics` entry points as if an outside package registered `_plugin_metric`."""
+    from importlib.metadata import EntryPoint
+
+    from sidbench import registry
+
+    real = registry.entry_points
+    plugin = [EntryPoint("mean_norm", "_plugin_metric:MEAN_NORM", "sidbench.metrics"),
+              EntryPoint("broken_metric", "no_such_module_abc:X", "sidbench.metrics")]
+    monkeypatch.setattr(registry, "entry_points",
+                        lambda group: [*real(group=group), *(e for e in plugin if e.group == group)])
+    for attr in ("_items", "_sources", "broken"):
+        monkeypatch.setattr(registry.METRICS, attr, dict(getattr(registry.METRICS, attr)))
+    monkeypatch.setattr(registry.METRICS, "_loaded", False)
+    return registry.METRICS
+
+
+def test_a_plugin_metric_is_listed_and_evaluated(plugin_metric, capsys):
+    from sidbench.cli import main
+    from sidbench.metrics.evaluate import evaluate, parse_metrics
+    from sidbench.metrics.protocols import get_protocol
+
+    assert parse_metrics("fid,mean_norm") == ["fid", "mean_norm"]
+    assert get_protocol("mean-norm-tiny").metric == "mean_norm"
+    images = _images(12, 4)
+    res = evaluate(images, metrics="mean_norm", extractors={"inception-v3-compat": TinyExtractor()},
+                   options={"mean_norm": {"power": 2}})
+    entry = res["metrics"]["mean_norm"]
+    feats = TinyExtractor()(images)["pool"].double().numpy()
+    assert entry["value"] == pytest.approx(float((np.linalg.norm(feats, axis=1) ** 2).mean()), rel=1e-6)
+    assert entry["protocol"] == {"name": "mean-norm-tiny", "version": "0.1.0"} and entry["metric_version"] == "0.1.0"
+    assert entry["protocol_overridden"] and "extractor tiny, the protocol uses inception-v3-compat" in \
+        entry["protocol_deviations"]
+    assert main(["ls", "metrics"]) == 0
+    out = capsys.readouterr().out
+    for name in ("fid", "kid", "clip_score", "mean_norm", "broken_metric"):
+        assert name in out
+    assert "0.1.0" in out and "BROKEN" in out
+    with pytest.raises(ConfigError, match="broken_metric.*failed to load"):
+        parse_metrics("broken_metric")
+
+
+def test_builtin_metrics_are_registered_objects_with_version_and_description():
+    from sidbench.metrics.builtin import BUILTIN
+    from sidbench.registry import METRICS
+
+    assert set(BUILTIN) == {"fid", "is", "kid", "pr", "clip_score"} <= set(METRICS.names())
+    for name, metric in BUILTIN.items():
+        assert METRICS.get(name) is metric and METRICS.source(name) == "sidbench"
+        assert metric.version and metric.description and get_protocol_metric(metric.default_protocol) == name
+
+
+def get_protocol_metric(name):
+    from sidbench.metrics.protocols import get_protocol
+
+    return get_protocol(name).metric

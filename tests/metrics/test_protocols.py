@@ -69,3 +69,97 @@ def test_protocols_are_frozen():
         p.options["cov"] = "biased"  # type: ignore[index]
     with pytest.raises(TypeError):
         PROTOCOLS["mine"] = p  # type: ignore[index]
+
+
+# -- every option is read by someone; anything else is refused when a protocol is defined -------------
+def _define(metric="fid", **options):
+    from sidbench.metrics.protocols import _p
+
+    return _p("mine", "1.0.0", metric, "inception-v3-compat", "pool", 10, "d", "s", **options)
+
+
+@pytest.mark.parametrize(("metric", "option"), [
+    ("fid", "clean_mode"), ("fid", "captions"), ("clip_score", "model"), ("clip_score", "pretrained"),
+    ("is", "reference_images"), ("is", "reference"), ("kid", "cov"), ("pr", "num_captions"), ("fid", "Cov"),
+])
+def test_an_option_nobody_reads_is_refused_at_definition(metric, option):
+    with pytest.raises(ConfigError, match=f"option {option} is not read by metric '{metric}'"):
+        _define(metric, **{option: 1})
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"headline": "median"}, "unknown headline rule"),
+    ({"reference": "somewhere"}, "unknown reference"),
+    ({"resize": 64, "crop": "random"}, "crop 'random' is not implemented"),
+    ({"crop": "center"}, "crop/resample without resize"),
+])
+def test_pipeline_option_values_nobody_implements_are_refused(options, message):
+    with pytest.raises(ConfigError, match=message):
+        _define("fid", **options)
+
+
+def test_an_unknown_metric_is_refused_at_definition():
+    with pytest.raises(ConfigError, match="unknown metric 'fidd'"):
+        _define("fidd")
+
+
+def test_every_builtin_option_is_allowed_for_its_metric():
+    from sidbench.metrics.catalog import get_metric
+    from sidbench.metrics.protocols import allowed_options
+
+    for p in PROTOCOLS.values():
+        assert set(p.options) <= allowed_options(get_metric(p.metric)), p.name
+
+
+def _inputs(metric_name, options):
+    """Small, valid inputs for a built-in metric, with `options` as the run's options."""
+    import numpy as np
+
+    from sidbench.metrics.catalog import get_metric
+    from sidbench.metrics.metric import MetricInputs
+    from sidbench.metrics.stats import FeatureStats
+
+    class TextEncoder:
+        name = "fake-clip"
+
+        def encode_text(self, texts):
+            import torch
+
+            return torch.ones(len(texts), 4) + torch.arange(len(texts))[:, None]
+
+    rng = np.random.default_rng(0)
+    gen, ref = FeatureStats(keep_features=True), FeatureStats(keep_features=True)
+    gen.update(np.abs(rng.standard_normal((30, 4))).astype(np.float32))
+    ref.update(np.abs(rng.standard_normal((30, 4))).astype(np.float32) + 0.5)
+    p = get_protocol(get_metric(metric_name).default_protocol)
+    return get_metric(metric_name), MetricInputs(protocol=p, options=options, features=gen, extractor=TextEncoder(),
+                                                 reference=ref, captions=[f"c{i}" for i in range(30)])
+
+
+_SMALL = {"is": {"splits": 3}, "kid": {"subset_size": 10, "num_subsets": 3}, "pr": {}, "fid": {},
+          "clip_score": {}}
+
+
+@pytest.mark.parametrize("metric_name", list(_SMALL))
+def test_every_declared_option_is_read(metric_name):
+    """A nonsense value for each declared option makes `compute` fail: the option is really read."""
+    from sidbench.metrics.catalog import get_metric
+
+    metric = get_metric(metric_name)
+    _, inputs = _inputs(metric_name, _SMALL[metric_name])
+    assert set(metric.compute(inputs)) == set(metric.keys())  # valid options work
+    for option in metric.options:
+        _, bad = _inputs(metric_name, {**_SMALL[metric_name], option: object()})
+        with pytest.raises(ConfigError, match=f"option '{option}'"):
+            metric.compute(bad)
+
+
+def test_overrides_are_limited_to_what_the_metric_reads():
+    from sidbench.metrics.protocols import protocol_from_options
+
+    p = get_protocol("kid-100x1000")
+    assert protocol_from_options(p, {"subset_size": 20})["subset_size"] == 20
+    with pytest.raises(ConfigError, match="cannot be set for metric 'kid'.*Did you mean 'subset_size'"):
+        protocol_from_options(p, {"subset_sise": 20})
+    with pytest.raises(ConfigError, match="seed_sets cannot be set"):
+        protocol_from_options(p, {"seed_sets": ((0, 9),)})

@@ -17,8 +17,13 @@ from sidbench.errors import CheckpointError, ConfigError
 from sidbench.fileio import sha256_file
 from sidbench.nets.build import build_network
 from sidbench.nets.native import load_network, read_network_record
-from sidbench.nets.persistence import (Record, RestrictedUnpickler, collect_tensors, convert_pickle,
-                                       read_pickle)
+from sidbench.nets.persistence import (
+    Record,
+    RestrictedUnpickler,
+    collect_tensors,
+    convert_pickle,
+    read_pickle,
+)
 from sidbench.nets.state_dict import convert_state_dict
 
 try:  # tests/nets is a package (tests/nets/__init__.py); fall back for rootdir-style imports
@@ -266,9 +271,9 @@ def test_numpy_scalars_in_state_and_init_kwargs_convert_with_values_kept(tmp_pat
     assert torch.equal(_outputs(net, 10), _outputs(loaded, 10))
 
 
-@pytest.mark.parametrize("value", [np.float64(np.sqrt(0.5)), np.float32(-1.25), np.float16(3.5), np.int64(-2**40),
-                                   np.int8(-7), np.uint8(200), np.uint64(2**63 + 5), np.bool_(True),
-                                   np.float64("inf")])
+@pytest.mark.parametrize("value", [np.float64(np.sqrt(0.5)), np.float32(-1.25), np.float16(3.5),
+                                   np.int64(-2**40), np.int8(-7), np.uint8(200), np.uint64(2**63 + 5),
+                                   np.bool_(True), np.float64("inf")])
 def test_real_numpy_scalars_become_python_numbers(value):
     """Pickled by the installed numpy itself, whichever module name it writes."""
     got = RestrictedUnpickler(io.BytesIO(pickle.dumps({"v": value}, protocol=4))).load()["v"]

@@ -14,9 +14,9 @@ writes. The modules, one idea each:
 - `summary`: `GenerateSummary`, what a call did.
 """
 
-from sidbench.generate.manifest import MANIFEST, network_fingerprint
-from sidbench.generate.run import generate
-from sidbench.generate.summary import GenerateSummary
+from sidbench.generation.manifest import MANIFEST, network_fingerprint
+from sidbench.generation.run import generate
+from sidbench.generation.summary import GenerateSummary
 from sidbench.nets.sampler import SAMPLERS
 
 __all__ = ["MANIFEST", "SAMPLERS", "GenerateSummary", "generate", "network_fingerprint"]

@@ -22,9 +22,9 @@ import torch
 from sidbench import images as imgio
 from sidbench.devices import parse_device
 from sidbench.errors import ConfigError
-from sidbench.generate import zipout
-from sidbench.generate.lock import output_lock
-from sidbench.generate.manifest import (
+from sidbench.generation import zipout
+from sidbench.generation.lock import output_lock
+from sidbench.generation.manifest import (
     MANIFEST,
     build_manifest,
     differences,
@@ -32,8 +32,8 @@ from sidbench.generate.manifest import (
     with_seeds,
     write_manifest,
 )
-from sidbench.generate.summary import GenerateSummary
-from sidbench.generate.writer import PngWriter, disk_error
+from sidbench.generation.summary import GenerateSummary
+from sidbench.generation.writer import PngWriter, disk_error
 from sidbench.nets.render import check_finite_weights, render_seeds
 from sidbench.nets.sampler import check_sampler_settings, heun_nfe
 from sidbench.nets.seeds import check_class_idx, parse_seeds

@@ -20,7 +20,7 @@ from typing import Any
 from sidbench import images as imgio
 from sidbench.errors import ConfigError, SidbenchError
 from sidbench.fileio import atomic_path
-from sidbench.generate.manifest import MANIFEST, manifest_text, parse_manifest, with_seeds
+from sidbench.generation.manifest import MANIFEST, manifest_text, parse_manifest, with_seeds
 
 ZIP_TIME = (1980, 1, 1, 0, 0, 0)
 _READ_ERRORS = (OSError, EOFError, zipfile.BadZipFile, zlib.error, NotImplementedError, RuntimeError)

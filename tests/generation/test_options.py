@@ -6,8 +6,8 @@ import time
 import pytest
 
 from sidbench.errors import ConfigError
-from sidbench.generate import generate
-from tests.generate._nets import GaussDenoiser
+from sidbench.generation import generate
+from tests.generation._nets import GaussDenoiser
 
 NAN, INF = math.nan, math.inf
 

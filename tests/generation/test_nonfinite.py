@@ -9,9 +9,9 @@ import torch
 
 from sidbench import images as imgio
 from sidbench.errors import CheckpointError, ConfigError, SidbenchError
-from sidbench.generate import MANIFEST, generate
+from sidbench.generation import MANIFEST, generate
 from sidbench.nets.render import check_finite_output, nonfinite_weights, render_seeds
-from tests.generate._nets import BadOutputOnCall, GaussDenoiser
+from tests.generation._nets import BadOutputOnCall, GaussDenoiser
 
 
 def run(out, net, seeds="0-5", **kw):

@@ -7,9 +7,9 @@ import pytest
 
 from sidbench import images as imgio
 from sidbench.errors import ConfigError
-from sidbench.generate import MANIFEST, generate
-from sidbench.generate.manifest import FORMAT, differences, parse_manifest
-from tests.generate._nets import GaussDenoiser
+from sidbench.generation import MANIFEST, generate
+from sidbench.generation.manifest import FORMAT, differences, parse_manifest
+from tests.generation._nets import GaussDenoiser
 
 
 def run(out, seeds="0-2", **kw):
@@ -45,7 +45,7 @@ def test_malformed_manifest_is_a_one_line_error(tmp_path, text):
     folder.mkdir()
     path = folder / MANIFEST
     path.write_bytes(text if isinstance(text, bytes) else text.encode())
-    with pytest.raises(ConfigError, match="not a valid sidbench.generate manifest") as info:
+    with pytest.raises(ConfigError, match="not a valid sidbench.generation manifest") as info:
         run(folder)
     assert "\n" not in str(info.value) and "delete" in info.value.hint and "another --out" in info.value.hint
     assert sorted(p.name for p in folder.iterdir()) == [MANIFEST]  # nothing written, lock released

@@ -23,7 +23,7 @@ from sidbench.fileio import atomic_write_text
 from sidbench.nets.seeds import format_seeds
 
 MANIFEST = "generate.json"
-FORMAT = "sidbench.generate"
+FORMAT = "sidbench.generation"
 FORMAT_VERSION = 1
 _HEUN_KEYS = ("num_steps", "sigma_min", "sigma_max", "rho", "S_churn", "S_min", "S_max", "S_noise")
 

@@ -8,9 +8,9 @@ import pytest
 
 from sidbench import images as imgio
 from sidbench.errors import ConfigError
-from sidbench.generate import MANIFEST, generate
+from sidbench.generation import MANIFEST, generate
 from sidbench.nets.seeds import format_seeds
-from tests.generate._nets import GaussDenoiser
+from tests.generation._nets import GaussDenoiser
 
 
 def run(out, seeds="0-9", **kw):

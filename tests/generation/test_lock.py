@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-import sidbench.generate.lock as lock_module
+import sidbench.generation.lock as lock_module
 from sidbench import images as imgio
 from sidbench.errors import SidbenchError
-from sidbench.generate import MANIFEST, generate
-from sidbench.generate.lock import lock_path, output_lock
-from tests.generate._nets import BlockingDenoiser, GaussDenoiser
+from sidbench.generation import MANIFEST, generate
+from sidbench.generation.lock import lock_path, output_lock
+from tests.generation._nets import BlockingDenoiser, GaussDenoiser
 
 # Loads lock.py by path (not the torch-importing package), takes the lock, reports, then waits.
 HOLDER = """
