@@ -103,7 +103,8 @@ def test_bench_extract_fid(benchmark, setup, channels_last):
     benchmark.extra_info.update({
         "num_images": NUM_IMAGES, "rounds": ROUNDS, "torch_fidelity_s": their_time, "ours_s": ours_time,
         "ratio": their_time / ours_time, "ratio_cpu": min(c for _, c, _ in theirs) / min(ours_cpu),
-        "torch_fidelity_rounds_s": [t for t, _, _ in theirs], "fid_ours": fid, "fid_torch_fidelity": their_fid,
+        "torch_fidelity_rounds_s": [t for t, _, _ in theirs], "fid_ours": fid,
+        "fid_torch_fidelity": their_fid,
         "channels_last": channels_last, "torch_threads": torch.get_num_threads(),
     })
     assert fid == pytest.approx(their_fid, rel=1e-4)

@@ -1,7 +1,8 @@
 """Metrics: exact feature statistics, FID / IS / KID / precision-recall / CLIP score, protocols.
 
 `import sidbench.metrics` stays cheap (numpy only, no torch, no extractor). Metrics are registered
-objects (`Metric`, in `sidbench.registry.METRICS`; the built-in ones in `sidbench.metrics.builtin`). Four functions share
+objects (`Metric`, in `sidbench.registry.METRICS`; the built-in ones in `sidbench.metrics.builtin`).
+Four functions share
 their module's name (`kid`, `inception_score`, `precision_recall`, `clip_score`): they are bound
 eagerly so the package attribute is always the function; reach a module itself with
 `from sidbench.metrics.kid import ...` or `importlib.import_module`. The rest load lazily (PEP 562).

@@ -53,13 +53,15 @@ def _aliases() -> dict[str, str]:
 
 
 def canonical_name(raw: str) -> str:
-    """'FID', 'precision', 'isc' -> the registered name ('fid', 'pr', 'is'); unknown names get a suggestion."""
+    """'FID', 'precision', 'isc' -> the registered name ('fid', 'pr', 'is'); unknown ones get a suggestion."""
     m = raw.strip().lower()
     if m in BUILTIN:
         return m
     names = metric_names()
     if m in names:
         return m
+    if m in METRICS.broken:
+        METRICS.get(m)  # raises: the plugin's own import error, by name
     aliases = _aliases()
     if m in aliases:
         return aliases[m]

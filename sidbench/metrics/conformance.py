@@ -18,7 +18,7 @@ from sidbench.metrics.reference_inputs import ARR_0
 
 
 def captions_sha256(captions: Sequence[str] | None) -> str | None:
-    """sha256 of the captions file: the list's own `.sha256` (`read_captions`), else of its lines + LF each."""
+    """sha256 of the captions file: the list's own `.sha256` (`read_captions`), else of its lines + LF."""
     if captions is None:
         return None
     known = getattr(captions, "sha256", None)

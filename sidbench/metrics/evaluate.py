@@ -126,7 +126,8 @@ def evaluate(
         if metric.reference == "stats" and is_npz(ref):
             npz_stats[m] = load_statistics(ref, metric, p, built[p.extractor], run_options[m])
         elif metric.reference != "none":
-            ref_needs.setdefault(p.extractor, FeatureNeeds()).add(p.feature_key, metric.reference == "features")
+            keep = metric.reference == "features"
+            ref_needs.setdefault(p.extractor, FeatureNeeds()).add(p.feature_key, keep)
 
     source = open_images(images, num_images, subset=subset)
     if transform is not None:
@@ -151,7 +152,9 @@ def evaluate(
     ref_record: dict[str, Any] = {}
     npz_sha = None
     if ref_source is not None:
-        ref_record["images"] = {**ref_source.describe(), **({"from": f"{ref}: arr_0"} if ref_kind == ARR_0 else {})}
+        ref_record["images"] = ref_source.describe()
+        if ref_kind == ARR_0:
+            ref_record["images"]["from"] = f"{ref}: arr_0"
     if npz_stats or ref_kind == ARR_0:
         from sidbench.fileio import sha256_file
 
@@ -171,7 +174,8 @@ def evaluate(
                               reference=ref_feats, reference_stats=npz_stats.get(m), captions=captions)
         entries = metric.compute(inputs)
         if set(entries) != set(metric.keys()):
-            raise ConfigError(f"metric '{m}' returned entries {sorted(entries)}, it declares {list(metric.keys())}")
+            raise ConfigError(f"metric '{m}' returned entries {sorted(entries)}, "
+                              f"it declares {list(metric.keys())}")
         ref_info: dict[str, Any] = {}
         if metric.reference != "none":
             kind = "stats" if m in npz_stats else ref_kind
@@ -260,10 +264,10 @@ def evaluate_seed_sets(
     for p in chosen.values():
         check_applicable(p, len(sets))
     built = _build_extractors(chosen, extractors, weights, extractor_options, device)  # once, for every set
-    runs = [evaluate(GeneratorImageSource(render, range(lo, hi + 1), description), ref, metric_list, protocols,
-                     extractors=built, device=device, **kwargs) for lo, hi in sets]
+    runs = [evaluate(GeneratorImageSource(render, range(lo, hi + 1), description), ref, metric_list,
+                     protocols, extractors=built, device=device, **kwargs) for lo, hi in sets]
     out = runs[0]
-    by_key = {key: m for m in chosen for key in get_metric(m).keys()}
+    by_key = {key: m for m in chosen for key in get_metric(m).keys()}  # noqa: SIM118 (Metric.keys)
     for key, entry in out["metrics"].items():
         p = chosen[by_key[key]]
         values = [r["metrics"][key]["value"] for r in runs]
@@ -308,8 +312,8 @@ def compute_reference(
     p = get_protocol(protocol)
     metric = get_metric(p.metric)
     if metric.reference != "stats":
-        raise ConfigError(f"protocol {p.name} is a {p.metric} protocol; reference statistics serve metrics that "
-                          "compare mean and covariance (FID)", hint="use e.g. --protocol edm-fid50k")
+        raise ConfigError(f"protocol {p.name} is a {p.metric} protocol; reference statistics serve metrics "
+                          "that compare mean and covariance (FID)", hint="use e.g. --protocol edm-fid50k")
     if batch_size < 1:
         raise ConfigError(f"batch size must be at least 1, got {batch_size}")
     ref_cov = choice_option(p.options, "reference_cov", "unbiased", ("unbiased", "biased"))
@@ -336,7 +340,8 @@ def compute_reference(
     meta = {
         "format": "sidbench.refstats", "protocol": p.name, "protocol_version": p.version,
         "feature_key": p.feature_key, "extractor": ext.name, "extractor_sha256": ext.weights_sha256,
-        "extractor_info": ext.describe(), "num_images": stats.num, "dataset": desc.get("dataset", desc.get("kind")),
+        "extractor_info": ext.describe(), "num_images": stats.num,
+        "dataset": desc.get("dataset", desc.get("kind")),
         "dataset_info": desc, "dataset_sha256": desc.get("dataset_sha256"), "cov": ref_cov,
     }
     import sidbench.distributed as distributed

@@ -1,4 +1,4 @@
-"""Checks that (mu, sigma) describe a Gaussian: a numeric vector and a finite, symmetric PSD matrix of its size.
+"""Checks that (mu, sigma) describe a Gaussian: a numeric vector, a finite symmetric PSD matrix of its size.
 
 Why: FID's matrix square root clips negative eigenvalues to zero, so a covariance that is not
 positive semi-definite gives a plausible-looking number (a non-PSD reference gave FID 3220)
@@ -47,7 +47,8 @@ def check_gaussian(mu: Any, sigma: Any, name: str = "", *, error: type[SidbenchE
     scale = float(np.abs(sigma).max())
     asym = float(np.abs(sigma - sigma.T).max())
     if asym > SYMMETRY_RTOL * scale:
-        raise error(f"{where}sigma{name} is not symmetric (max |S - S^T| = {asym:.3g}, max |S| = {scale:.3g})",
+        raise error(f"{where}sigma{name} is not symmetric (max |S - S^T| = {asym:.3g}, "
+                    f"max |S| = {scale:.3g})",
                     hint="a covariance matrix is symmetric: check how the statistics were computed")
     sigma = (sigma + sigma.T) / 2
     tol = PSD_RTOL * max(float(np.diag(sigma).max()), np.finfo(np.float64).tiny)
@@ -57,5 +58,5 @@ def check_gaussian(mu: Any, sigma: Any, name: str = "", *, error: type[SidbenchE
         low = float(np.linalg.eigvalsh(sigma).min())
         raise error(f"{where}sigma{name} is not positive semi-definite (smallest eigenvalue {low:.3g}, "
                     f"tolerance {-tol:.3g}): the distance would be meaningless",
-                    hint="a covariance matrix has no negative eigenvalues: recompute the statistics") from None
+                    hint="a covariance has no negative eigenvalues: recompute the statistics") from None
     return mu, sigma

@@ -24,8 +24,8 @@ def check_applicable(p: Protocol, num_seed_sets: int) -> None:
     """Refuse, before any work, a rule that these seed sets cannot satisfy."""
     rule = headline_rule(p)
     if rule == "best-checkpoint":
-        raise ConfigError(f"protocol {p.name} reports the best checkpoint of a training run; seed sets of one "
-                          "generator cannot give that number",
+        raise ConfigError(f"protocol {p.name} reports the best checkpoint of a training run; seed sets of "
+                          "one generator cannot give that number",
                           hint="evaluate each checkpoint (sidbench eval) and take the best, or use another "
                                "protocol, e.g. edm-fid50k")
     if rule == "single" and num_seed_sets != 1:

@@ -14,7 +14,7 @@ from sidbench.metrics.protocols import Protocol
 
 
 def protocol_transform(chosen: Mapping[str, Protocol]) -> ImageTransform | None:
-    """center crop + resize to `resize` with `resample` (default LANCZOS), or None when no protocol resizes."""
+    """Center crop + resize to `resize` with `resample` (default LANCZOS); None when no protocol resizes."""
     from sidbench.metrics.image_source import center_crop_resize
 
     specs: dict[str, tuple[int, str] | None] = {}

@@ -101,8 +101,9 @@ def check_options(p: Protocol, metric: Any) -> None:
     unknown = sorted(set(p.options) - allowed)
     if unknown:
         first = unknown[0]
-        raise ConfigError(f"protocol '{p.name}': option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)} "
-                          f"{'are' if len(unknown) > 1 else 'is'} not read by metric '{p.metric}' or the "
+        many = len(unknown) > 1
+        raise ConfigError(f"protocol '{p.name}': option{'s' if many else ''} {', '.join(unknown)} "
+                          f"{'are' if many else 'is'} not read by metric '{p.metric}' or the "
                           f"evaluation.{suggest(first, sorted(allowed))}",
                           hint=f"options it reads: {', '.join(sorted(allowed))}")
     rule = p.options.get("headline", "mean")

@@ -70,9 +70,11 @@ def _get(npz, key: str, path: str) -> np.ndarray:
         if "pickle" in str(exc):  # object arrays need pickle, which we never enable
             raise AssetError(f"{path}: array '{key}' holds Python objects and would need pickle to load",
                              hint="use a statistics file with plain numeric arrays (mu, sigma)") from None
-        raise AssetError(f"{path}: array '{key}' cannot be read ({exc})", hint="the file is damaged") from None
+        raise AssetError(f"{path}: array '{key}' cannot be read ({exc})",
+                         hint="the file is damaged") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
-        raise AssetError(f"{path}: array '{key}' cannot be read ({exc})", hint="the file is damaged") from None
+        raise AssetError(f"{path}: array '{key}' cannot be read ({exc})",
+                         hint="the file is damaged") from None
 
 
 def _count(value: Any, what: str) -> int:
@@ -86,7 +88,8 @@ def _count(value: Any, what: str) -> int:
 
 def _meta(raw: np.ndarray, path: str) -> dict[str, Any]:
     if raw.dtype != np.uint8 or raw.ndim != 1:
-        raise AssetError(f"{path}: '{META_KEY}' is {raw.dtype} {raw.shape}; expected UTF-8 JSON bytes (uint8 [n])")
+        raise AssetError(f"{path}: '{META_KEY}' is {raw.dtype} {raw.shape}; "
+                         "expected UTF-8 JSON bytes (uint8 [n])")
     try:
         meta = json.loads(raw.tobytes().decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError):

@@ -29,7 +29,7 @@ import torch
 
 from sidbench.errors import AssetError, CheckpointError, ConfigError
 from sidbench.fileio import atomic_path, atomic_write_text, sha256_file
-from sidbench.jsonsafe import dumps, encode_nonfinite
+from sidbench.jsonsafe import decode_nonfinite, dumps, encode_nonfinite
 
 FORMAT = "sidbench.network"
 FORMAT_VERSION = 1  # role, sigma_init and notes are optional fields: files without them read as "network"
@@ -213,9 +213,7 @@ def _read_record(json_path: Path) -> dict:
         raise _bad(json_path, f"weights_sha256 {record['weights_sha256'][:70]!r} is not a sha256 hex digest")
     if record.get("source") is not None and not isinstance(record["source"], dict):
         raise _bad(json_path, "source is not an object")
-    sigma_init = record.get("sigma_init")
-    if isinstance(sigma_init, str):  # "inf"/"nan" as jsonsafe spells them: refused by check_role
-        sigma_init = {"inf": math.inf, "-inf": -math.inf, "nan": math.nan}.get(sigma_init, sigma_init)
+    sigma_init = decode_nonfinite(record.get("sigma_init"))  # "nan"/"inf" then fail check_role
     try:
         role, sigma_init = check_role(record.get("role"), sigma_init)
         notes = _check_notes(record.get("notes"))
@@ -351,8 +349,12 @@ def available_memory(device: torch.device) -> int | None:
         return None
 
 
-def _gib(n: float) -> str:
-    return f"{n / 2**30:.3g} GiB"
+def _size(n: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB"):
+        if n < 1024:
+            return f"{n:.3g} {unit}" if unit != "bytes" else f"{int(n)} bytes"
+        n /= 1024
+    return f"{n:,.3g} TiB"
 
 
 def check_fits(shapes: Shapes, what: str, device: torch.device | None = None, copies: int = 2) -> None:
@@ -371,9 +373,9 @@ def check_fits(shapes: Shapes, what: str, device: torch.device | None = None, co
         if free is not None and want > free:
             raise CheckpointError(
                 f"{what} describes a network of {values:,} tensor values; building it needs about "
-                f"{_gib(want)} of {target.type} memory, but {_gib(free)} is available",
-                hint="free memory or use a larger machine; if the size is unexpected, check init_kwargs "
-                     "(model_channels, channel_mult, num_blocks) in network.json")
+                f"{_size(want)} of {target.type} memory, but {_size(free)} is available",
+                hint="free memory or use a larger machine; if the size is unexpected, check the config's "
+                     "init_kwargs (model_channels, channel_mult, num_blocks)")
 
 
 def load_tensors(weights: Path) -> dict[str, torch.Tensor]:

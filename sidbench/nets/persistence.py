@@ -314,12 +314,13 @@ def precond_config(record: Record) -> dict:
     """`{"class_name", "init_kwargs"}` of the top-level network, from its recorded constructor arguments.
 
     SiDA's class names become ours (`EDMPrecond_EncoderDecoder` -> `EDMPrecond`, and its
-    `model_type`); `original_names` in the result says what was renamed.
+    `model_type`); the record keeps the original ones.
     """
     if not isinstance(record, Record):
         raise CheckpointError("the network object in the pickle is not an EDM persistent class",
                               hint="only networks saved with EDM's torch_utils.persistence can be converted")
-    if record.class_name not in KNOWN_CLASSES:
+    short = record.class_name.rsplit(".", 1)[-1]
+    if short not in KNOWN_CLASSES:
         raise CheckpointError(f"the network in the pickle is a {record.class_name}, "
                               "which sidbench cannot rebuild",
                               hint=f"convertible classes: {', '.join(KNOWN_CLASSES)}")
@@ -333,18 +334,13 @@ def precond_config(record: Record) -> dict:
                               hint="cannot tell their names; convert from a pickle built with keywords")
     for key, value in zip(_PRECOND_POSITIONAL, args, strict=False):
         kwargs[key] = value
-    renamed = {}
-    class_name = SIDA_CLASSES.get(record.class_name, record.class_name)
-    if class_name != record.class_name:
-        renamed["class_name"] = record.class_name
-        # SiDA's preconditioner defaults to its own SongUNet; EDM's pickles always record model_type.
+    class_name = SIDA_CLASSES.get(short, record.class_name)
+    if short in SIDA_CLASSES:  # SiDA's preconditioner defaults to its own SongUNet
         kwargs.setdefault("model_type", "SongUNet_EncoderDecoder")
     model_type = kwargs.get("model_type")
     if isinstance(model_type, str) and model_type in SIDA_MODELS:
-        renamed["model_type"] = model_type
         kwargs["model_type"] = SIDA_MODELS[model_type]
-    config = {"class_name": class_name, "init_kwargs": _plain(kwargs)}
-    return {**config, "original_names": renamed} if renamed else config
+    return {"class_name": class_name, "init_kwargs": _plain(kwargs)}
 
 
 def _plain(value: Any) -> Any:
@@ -426,7 +422,6 @@ def convert_pickle(path: str | os.PathLike, out_dir: str | os.PathLike, *, trust
     obj = read_pickle(p)
     record, used_key = select_network(obj, key)
     config = precond_config(record)
-    renamed = config.pop("original_names", {})
     if preset is not None:
         check_preset(config, preset)
     tensors = collect_tensors(record)
@@ -438,7 +433,8 @@ def convert_pickle(path: str | os.PathLike, out_dir: str | os.PathLike, *, trust
     net.load_state_dict(tensors, strict=True)
     source = {"file": p.name, "sha256": sha256_file(p), "key": used_key, "format": FORMAT,
               "class_name": record.class_name, "persistence_version": record.version}
-    if "model_type" in renamed:
-        source["model_type"] = renamed["model_type"]
+    pickled_model = record.init_kwargs.get("model_type")
+    if pickled_model != config["init_kwargs"].get("model_type"):
+        source["model_type"] = pickled_model  # SiDA's own class name
     return save_network(net, config, out_dir, source=source, role=role_to_record, sigma_init=sigma_to_record,
                         notes=_notes(obj, used_key, role))

@@ -368,7 +368,8 @@ def test_a_plugin_metric_is_listed_and_evaluated(plugin_metric, capsys):
     entry = res["metrics"]["mean_norm"]
     feats = TinyExtractor()(images)["pool"].double().numpy()
     assert entry["value"] == pytest.approx(float((np.linalg.norm(feats, axis=1) ** 2).mean()), rel=1e-6)
-    assert entry["protocol"] == {"name": "mean-norm-tiny", "version": "0.1.0"} and entry["metric_version"] == "0.1.0"
+    assert entry["protocol"] == {"name": "mean-norm-tiny", "version": "0.1.0"}
+    assert entry["metric_version"] == "0.1.0"
     assert entry["protocol_overridden"] and "extractor tiny, the protocol uses inception-v3-compat" in \
         entry["protocol_deviations"]
     assert main(["ls", "metrics"]) == 0
@@ -380,17 +381,177 @@ def test_a_plugin_metric_is_listed_and_evaluated(plugin_metric, capsys):
         parse_metrics("broken_metric")
 
 
-def test_builtin_metrics_are_registered_objects_with_version_and_description():
+def test_builtin_metrics_are_registered_through_entry_points():
+    """The project's metrics take the route a plugin takes (pyproject's `sidbench.metrics` group)."""
+    from importlib.metadata import entry_points
+
     from sidbench.metrics.builtin import BUILTIN
+    from sidbench.metrics.protocols import get_protocol
     from sidbench.registry import METRICS
 
-    assert set(BUILTIN) == {"fid", "is", "kid", "pr", "clip_score"} <= set(METRICS.names())
+    eps = {ep.name: ep for ep in entry_points(group="sidbench.metrics")}
+    assert set(BUILTIN) == {"fid", "is", "kid", "pr", "clip_score"} <= set(eps)
     for name, metric in BUILTIN.items():
-        assert METRICS.get(name) is metric and METRICS.source(name) == "sidbench"
-        assert metric.version and metric.description and get_protocol_metric(metric.default_protocol) == name
+        assert eps[name].load() is metric is METRICS.get(name) and METRICS.source(name) == "sidbench"
+        assert metric.version and metric.description and get_protocol(metric.default_protocol).metric == name
+    assert not METRICS.broken
 
 
-def get_protocol_metric(name):
-    from sidbench.metrics.protocols import get_protocol
+# ------------------------------------------------------- headline rules, deviations ----
 
-    return get_protocol(name).metric
+def _never_render(seeds):
+    raise AssertionError("no image may be made before the headline rule is checked")
+
+
+@pytest.mark.parametrize(("protocol", "sets", "message"), [
+    ("sid-fid50k", [(0, 9)], "best checkpoint of a training run"),
+    ("digits-fd", [(0, 9), (10, 19)], "reports a single seed set, 2 were given"),
+])
+def test_headline_rules_that_cannot_apply_are_refused_before_any_work(protocol, sets, message):
+    from sidbench.metrics.evaluate import evaluate_seed_sets
+
+    tiny = {"inception-v3-compat": TinyExtractor(), "digits-classifier": TinyExtractor()}
+    with pytest.raises(ConfigError, match=message):
+        evaluate_seed_sets(_never_render, sets, _images(10, 1), "fid", protocol, extractors=tiny)
+
+
+@pytest.mark.parametrize("sets", [[(5, 2)], [(-1, 3)], [(0,)], ["ab"]])
+def test_bad_seed_sets_are_refused(sets):
+    from sidbench.metrics.evaluate import evaluate_seed_sets
+
+    with pytest.raises(ConfigError, match="seed set"):
+        evaluate_seed_sets(_never_render, sets, _images(10, 1), "fid", extractors={"inception-v3-compat":
+                                                                                  TinyExtractor()})
+
+
+def test_single_headline_is_the_one_value(tmp_path):
+    from sidbench.metrics.evaluate import evaluate_seed_sets
+    from sidbench.metrics.image_source import onestep_renderer
+
+    class TinyDigits(TinyExtractor):
+        feature_dims = {"features": 16}
+
+        def _extract(self, images):
+            return {"features": super()._extract(images)["pool"]}
+
+    net, _ = _tiny_generator(tmp_path)
+    res = evaluate_seed_sets(onestep_renderer(net), [(0, 11)], _images(20, 1), "fid", "digits-fd",
+                             extractors={"digits-classifier": TinyDigits()})
+    fid = res["metrics"]["fid"]
+    assert fid["headline"] == "single" and fid["values"] == [fid["value"]] and len(fid["values_raw"]) == 1
+
+
+def test_deviations_from_the_protocol_are_recorded():
+    res = _run(_images(40, 0), _images(30, 1), 16)["metrics"]
+    for entry in res.values():
+        assert entry["full_protocol"] is False
+        assert "40 images, the protocol uses 50000" in entry["protocol_deviations"]
+        assert "extractor tiny, the protocol uses inception-v3-compat" in entry["protocol_deviations"]
+    assert any(d.startswith("options overridden: num_subsets=5") for d in res["kid"]["protocol_deviations"])
+    # pr-inception-adm compares against ADM's arr_0 batch of 10,000 images; a tensor of 30 is neither
+    assert "reference images are not ADM's VIRTUAL batch (arr_0 of the reference npz)" in \
+        res["precision"]["protocol_deviations"]
+    assert "30 reference images, the protocol uses 10000" in res["recall"]["protocol_deviations"]
+    assert res["fid"]["reference_sha256"] is None and res["fid"]["value_raw"] == res["fid"]["value"]
+
+
+def test_a_run_that_is_the_protocol_has_no_deviations(monkeypatch):
+    """Shrink a protocol to 12 images: same extractor name, same seeds, no overrides -> full protocol."""
+    import dataclasses
+
+    from sidbench.metrics import protocols
+    from sidbench.metrics.evaluate import evaluate
+    from sidbench.metrics.image_source import GeneratorImageSource
+
+    small = dataclasses.replace(protocols.PROTOCOLS["is-10split"], num_images=12,
+                                options=protocols.MappingProxyType({"mode": "sid", "splits": 3,
+                                                                    "seed_sets": ((0, 11),)}))
+    monkeypatch.setattr(protocols, "PROTOCOLS", protocols.MappingProxyType({**protocols.PROTOCOLS,
+                                                                             "is-10split": small}))
+    tiny = TinyExtractor()
+    tiny.name = "inception-v3-compat"
+
+    def render(seeds):
+        return torch.stack([_images(1, s)[0] for s in seeds])
+
+    ok = evaluate(GeneratorImageSource(render, range(12)), metrics="is", extractors={tiny.name: tiny})
+    assert ok["metrics"]["is"]["protocol_deviations"] == [] and ok["metrics"]["is"]["full_protocol"] is True
+    other = evaluate(GeneratorImageSource(render, range(1, 13)), metrics="is", extractors={tiny.name: tiny})
+    assert other["metrics"]["is"]["protocol_deviations"] == [
+        "seeds are not one of the protocol's seed sets 0-11"]
+
+
+def test_captions_are_checked_against_the_protocols_list(tmp_path):
+    from sidbench.metrics.conformance import captions_sha256, deviations
+    from sidbench.metrics.protocols import COCO_CAPTIONS_SHA256, get_protocol
+
+    p = get_protocol("clip-score-vitg14")
+    common = dict(num_images=p.num_images, overrides={}, extractor=p.extractor, seeds=range(30_000))
+    assert deviations(p, captions=COCO_CAPTIONS_SHA256, **common) == []
+    mine = captions_sha256(["a cat", "a dog"])
+    assert mine == __import__("hashlib").sha256(b"a cat\na dog\n").hexdigest()
+    assert deviations(p, captions=mine, **common) == [
+        f"captions sha256 {mine[:12]}..., the protocol's list is {COCO_CAPTIONS_SHA256[:12]}..."]
+    assert deviations(p, captions=None, **common)[0].startswith("captions not given")
+    (tmp_path / "c.txt").write_bytes(b"a cat\r\na dog")  # read_captions hashes the file's own bytes
+    from sidbench.data.coco import read_captions
+
+    assert captions_sha256(read_captions(tmp_path / "c.txt", expect_pinned=False)) == \
+        __import__("hashlib").sha256(b"a cat\r\na dog").hexdigest()
+
+
+@pytest.mark.parametrize(("options", "message"), [
+    ({"kid": {"subset_sise": 3}}, "Did you mean 'subset_size'"),
+    ({"kid": {"seed_sets": [(0, 1)]}}, "seed_sets cannot be set"),
+    ({"clip": {"scale": 100}}, "not computed"),
+    ({"kid": {"subset_size": "20"}}, "option 'subset_size' must be an integer"),
+])
+def test_bad_option_overrides_are_refused(options, message):
+    from sidbench.metrics.evaluate import evaluate
+
+    with pytest.raises(ConfigError, match=message):
+        evaluate(_images(30, 0), _images(30, 1), "fid,kid",
+                 extractors={"inception-v3-compat": TinyExtractor()}, options=options)
+
+
+def test_a_meaningless_reference_npz_fails_before_any_extraction(tmp_path):
+    from sidbench.errors import AssetError
+    from sidbench.metrics.evaluate import evaluate
+
+    class Counting(TinyExtractor):
+        calls = 0
+
+        def _extract(self, images):
+            Counting.calls += 1
+            return super()._extract(images)
+
+    np.savez(tmp_path / "ref.npz", mu=np.zeros(16), sigma=-np.eye(16))
+    with pytest.raises(AssetError, match="not positive semi-definite"):
+        evaluate(_images(8, 0), tmp_path / "ref.npz", "fid", extractors={"inception-v3-compat": Counting()})
+    np.savez(tmp_path / "ref.npz", mu=np.array(["x"] * 16), sigma=np.eye(16))
+    with pytest.raises(AssetError, match="expected real numbers"):
+        evaluate(_images(8, 0), tmp_path / "ref.npz", "fid", extractors={"inception-v3-compat": Counting()})
+    assert Counting.calls == 0
+
+
+def test_npz_with_another_covariance_convention_is_refused(tmp_path):
+    from sidbench.errors import AssetError
+    from sidbench.metrics.evaluate import evaluate
+    from sidbench.metrics.reference import save_reference
+
+    stats = tmp_path / "biased.npz"
+    save_reference(stats, {"mu": np.zeros(16), "sigma": np.eye(16)}, meta={"cov": "biased"})
+    with pytest.raises(AssetError, match="holds a biased covariance, the protocol expects unbiased"):
+        evaluate(_images(8, 0), stats, "fid", extractors={"inception-v3-compat": TinyExtractor()})
+
+
+def test_cli_meaningless_reference_is_one_line(tmp_path, weights, capsys):
+    from sidbench.cli import main
+
+    gen_dir = tmp_path / "gen"
+    _write_pngs(gen_dir, _images(3, 0))
+    np.savez(tmp_path / "ref.npz", mu=np.zeros(2048), sigma=np.full((2048, 2048), "x"))
+    assert main(["eval", "--images", str(gen_dir), "--ref", str(tmp_path / "ref.npz"),
+                 "--inception-weights", str(weights)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert "expected real numbers" in err and "Traceback" not in err and len(err.splitlines()) == 1

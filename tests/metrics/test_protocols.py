@@ -132,8 +132,9 @@ def _inputs(metric_name, options):
     gen.update(np.abs(rng.standard_normal((30, 4))).astype(np.float32))
     ref.update(np.abs(rng.standard_normal((30, 4))).astype(np.float32) + 0.5)
     p = get_protocol(get_metric(metric_name).default_protocol)
-    return get_metric(metric_name), MetricInputs(protocol=p, options=options, features=gen, extractor=TextEncoder(),
-                                                 reference=ref, captions=[f"c{i}" for i in range(30)])
+    inputs = MetricInputs(protocol=p, options=options, features=gen, extractor=TextEncoder(), reference=ref,
+                          captions=[f"c{i}" for i in range(30)])
+    return get_metric(metric_name), inputs
 
 
 _SMALL = {"is": {"splits": 3}, "kid": {"subset_size": 10, "num_subsets": 3}, "pr": {}, "fid": {},

@@ -111,6 +111,7 @@ def _npz_cases(d=3):
     non_psd[0, 0] = -5.0
     asym = good_sigma.copy()
     asym[0, 1] += 1.0
+    good = {"mu": good_mu, "sigma": good_sigma}
     return {
         "string-mu": ({"mu": np.array(["a", "b", "c"]), "sigma": good_sigma}, "expected real numbers"),
         "bytes-sigma": ({"mu": good_mu, "sigma": np.full((d, d), b"x")}, "expected real numbers"),
@@ -124,13 +125,12 @@ def _npz_cases(d=3):
         "inf-sigma": ({"mu": good_mu, "sigma": np.full((d, d), np.inf)}, "NaN or Inf"),
         "non-psd": ({"mu": good_mu, "sigma": non_psd}, "not positive semi-definite"),
         "non-symmetric": ({"mu": good_mu, "sigma": asym}, "not symmetric"),
-        "num-string": ({"mu": good_mu, "sigma": good_sigma, "num_images": np.array("many")}, "positive integer"),
-        "num-vector": ({"mu": good_mu, "sigma": good_sigma, "num_images": np.array([1, 2])}, "positive integer"),
-        "num-float": ({"mu": good_mu, "sigma": good_sigma, "num_images": np.array(3.5)}, "positive integer"),
-        "num-zero": ({"mu": good_mu, "sigma": good_sigma, "num_images": np.array(0)}, "positive integer"),
-        "meta-floats": ({"mu": good_mu, "sigma": good_sigma, "meta_json": np.zeros(4)}, "expected UTF-8 JSON"),
-        "meta-list": ({"mu": good_mu, "sigma": good_sigma,
-                       "meta_json": np.frombuffer(b"[1, 2]", np.uint8)}, "expected an object"),
+        "num-string": ({**good, "num_images": np.array("many")}, "positive integer"),
+        "num-vector": ({**good, "num_images": np.array([1, 2])}, "positive integer"),
+        "num-float": ({**good, "num_images": np.array(3.5)}, "positive integer"),
+        "num-zero": ({**good, "num_images": np.array(0)}, "positive integer"),
+        "meta-floats": ({**good, "meta_json": np.zeros(4)}, "expected UTF-8 JSON"),
+        "meta-list": ({**good, "meta_json": np.frombuffer(b"[1, 2]", np.uint8)}, "expected an object"),
     }
 
 

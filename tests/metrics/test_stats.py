@@ -158,7 +158,7 @@ def test_merging_overlapping_shards_raises():
     a.update(x[:10], indices=np.arange(10))
     b.update(x[8:], indices=np.arange(8, 20))
     c.update(x[10:], indices=np.arange(10, 20))
-    with pytest.raises(ConfigError, match="index 8 is in both"):
+    with pytest.raises(ConfigError, match="index 8 is in both statistics merged"):
         a.merge(b)
     assert a.num == 10
     a.merge(c)
@@ -254,3 +254,25 @@ def test_bit_identical_for_one_and_two_gloo_processes(tmp_path):
         assert int(out["num"]) == len(x)
         assert np.array_equal(out["mu"], ref.mean()) and np.array_equal(out["sigma"], ref.cov())
         assert np.array_equal(out["feats"], x)
+
+
+def test_buffered_rows_never_alias_the_callers_array():
+    x = _features(n=10, d=3).astype(np.float64)
+    s = FeatureStats()
+    s.update(x)  # fewer rows than a chunk: buffered, not yet summed
+    expected = x.mean(0)
+    x[:] = 1e6  # the caller reuses its array
+    np.testing.assert_allclose(s.mean(), expected, rtol=1e-12)
+
+
+def test_chunked_accumulation_equals_one_pass_across_chunk_boundaries():
+    from sidbench.metrics.stats import CHUNK_ROWS
+
+    x = _features(n=CHUNK_ROWS + 300, d=5, seed=12)
+    one = _stats_in_batches(x, len(x))
+    for batch in (64, CHUNK_ROWS - 1, CHUNK_ROWS + 1):
+        s = _stats_in_batches(x, batch)
+        assert np.array_equal(s.cov(), one.cov()) and np.array_equal(s.mean(), one.mean())
+    half = _stats_in_batches(x[:100], 100)
+    rest = _stats_in_batches(x[100:], 100)
+    assert np.array_equal(half.merge(rest).cov(), one.cov())  # merge flushes both buffers

@@ -416,9 +416,34 @@ def test_network_larger_than_memory_is_refused_with_the_estimate(tmp_path, monke
     pkl = fx.write_edm_pickle(tmp_path / "edm.pkl", net, _kwargs(), tmp_path / "m")
     monkeypatch.setattr(native, "available_memory", lambda device: 1000)
     values = sum(t.numel() for t in net.state_dict().values())
-    with pytest.raises(CheckpointError, match=f"{values:,} tensor values.*GiB of cpu memory"):
+    with pytest.raises(CheckpointError, match=f"{values:,} tensor values.*KiB of cpu memory, but 1000 bytes"):
         convert_pickle(pkl, tmp_path / "out", trust_pickle=True)
+    torch.save(net.state_dict(), tmp_path / "g.pt")
     with pytest.raises(CheckpointError, match="tensor values"):
-        torch.save(net.state_dict(), tmp_path / "g.pt")
         convert_state_dict(tmp_path / "g.pt", tmp_path / "o", config={"class_name": "EDMPrecond",
                                                                        "init_kwargs": _kwargs()})
+
+
+def test_state_dict_against_a_huge_config_is_refused_without_allocating(tmp_path, monkeypatch):
+    torch.save(_net().state_dict(), tmp_path / "g.pt")
+    devices = _only_meta_builds(monkeypatch)
+    cfg = {"class_name": "EDMPrecond", "init_kwargs": _kwargs(model_channels=4096)}
+    with pytest.raises(CheckpointError, match=r"g\.pt does not match.*another shape"):
+        convert_state_dict(tmp_path / "g.pt", tmp_path / "o", config=cfg)
+    assert devices == ["meta"]
+
+
+@pytest.mark.parametrize("text,match", [
+    ('{"class_name": "EDMPrecond", "init_kwargs": {"sigma_data": NaN}}', "bare NaN"),
+    ("{oops", "not valid JSON"),
+    ("[1]", "does not hold a JSON object"),
+    ('{"class_name": "EDMPrecond", "init_kwargs": {"img_resolution": 8, "img_channels": 3, '
+     '"model_channels": "nan"}}', r"\['model_channels'\] is NaN"),
+    ('{"class_name": "EDMPrecond", "init_kwargs": {"img_resolution": 8, "img_channels": 3, '
+     '"model_channels": 8.5}}', "must be an integer"),
+])
+def test_bad_config_file_for_a_state_dict(tmp_path, text, match):
+    torch.save(_net().state_dict(), tmp_path / "g.pt")
+    (tmp_path / "cfg.json").write_text(text)
+    with pytest.raises(ConfigError, match=match):
+        convert_state_dict(tmp_path / "g.pt", tmp_path / "o", config=tmp_path / "cfg.json")

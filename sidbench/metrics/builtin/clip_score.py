@@ -31,7 +31,8 @@ class ClipScoreMetric(Metric):
 
         ext, captions = inputs.extractor, inputs.captions
         if captions is None:
-            raise ConfigError("CLIP score needs the captions of the images", hint="pass --captions captions.txt")
+            raise ConfigError("CLIP score needs the captions of the images",
+                              hint="pass --captions captions.txt")
         if not hasattr(ext, "encode_text"):
             raise ConfigError(f"extractor {ext.name} has no text encoder")
         prefix = inputs.options.get("text_prefix", "")

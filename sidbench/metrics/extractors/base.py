@@ -8,9 +8,7 @@ numbers are only compared when they came from the same network.
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
-from pathlib import Path
 
 import torch
 

@@ -22,6 +22,7 @@ from sidbench.fileio import sha256_file
 from sidbench.metrics.extractors.base import FeatureExtractor, tf32_disabled
 from sidbench.weights import load_state_dict_safely, verify_weights
 
+
 class ClipExtractor(FeatureExtractor):
     """Feature "image" (unnormalised); `encode_text` gives the text side."""
 
