@@ -30,6 +30,11 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "eval": ("eval", "evaluate",
              "compute FID / IS / KID / precision-recall / CLIP score under pinned protocols"),
     "refstats": ("refstats", "refstats", "compute reference statistics of a dataset for a protocol"),
+    "distill": ("distill", "distill",
+                "distil a one-step generator as a YAML recipe says (resumable; --dry-run checks everything)"),
+    "validate": ("validate", "validate",
+                 "check a method on the digits suite in CPU minutes: finite losses, determinism, "
+                 "kill-and-resume, loadable checkpoint, FD improves"),
     "quickstart": ("quickstart", "quickstart", "run the embedded default suite end to end on this machine"),
 }
 

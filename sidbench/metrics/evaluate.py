@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -30,6 +31,7 @@ from sidbench.metrics.image_source import ImageSource, open_images
 from sidbench.metrics.metric import Metric, MetricInputs
 from sidbench.metrics.preprocess import protocol_transform
 from sidbench.metrics.protocols import Protocol, get_protocol, protocol_from_options
+from sidbench.metrics.reference import check_reference_psd
 from sidbench.metrics.reference_inputs import ARR_0, image_source, is_npz, load_statistics
 from sidbench.metrics.selection import default_protocols, parse_metrics, resolve_protocols
 from sidbench.metrics.stats import FeatureStats
@@ -124,7 +126,8 @@ def evaluate(
         metric = impls[m]
         gen_needs.setdefault(p.extractor, FeatureNeeds()).add(p.feature_key, metric.keep_features)
         if metric.reference == "stats" and is_npz(ref):
-            npz_stats[m] = load_statistics(ref, metric, p, built[p.extractor], run_options[m])
+            npz_stats[m] = load_statistics(ref, metric, p, built[p.extractor], run_options[m],
+                                           check_psd=False)
         elif metric.reference != "none":
             keep = metric.reference == "features"
             ref_needs.setdefault(p.extractor, FeatureNeeds()).add(p.feature_key, keep)
@@ -138,15 +141,27 @@ def evaluate(
         ref_source, ref_kind = image_source(ref, ref_images, needed_by)
         if transform is not None:
             ref_source.transform = transform
+    # The reference's symmetry/PSD test (~0.3 s at 2048-d) runs while the first batch is extracted
+    # and is waited for after it: a meaningless reference still fails within one batch.
+    psd_pool = ThreadPoolExecutor(1, thread_name_prefix="sidbench-refcheck")
+    psd_checks = [psd_pool.submit(check_reference_psd, s) for s in npz_stats.values()]
+    psd_pool.shutdown(wait=False)
+
+    def reference_checked() -> None:
+        for check in psd_checks:
+            check.result()
+
     try:
-        gen = extract_stats(source, built, gen_needs, batch_size, "generated images")
+        gen = extract_stats(source, built, gen_needs, batch_size, "generated images",
+                            after_first_batch=reference_checked)
+        reference_checked()  # also when there was no batch
         ref_stats: dict[tuple[str, str], FeatureStats] = {}
         if ref_source is not None:
             ref_stats = extract_stats(ref_source, built, ref_needs, batch_size, "reference images")
-    finally:
-        source.close()
-        if ref_source is not None:
-            ref_source.close()
+    finally:  # close what was opened here; a caller's ImageSource stays theirs
+        for opened, given in ((source, images), (ref_source, ref_images if ref_images is not None else ref)):
+            if opened is not None and opened is not given:
+                opened.close()
     n = gen[next(iter(gen))].num
 
     ref_record: dict[str, Any] = {}
@@ -335,7 +350,8 @@ def compute_reference(
         stats = extract_stats(source, {p.extractor: ext}, needs, batch_size,
                               "reference images")[(p.extractor, p.feature_key)]
     finally:
-        source.close()
+        if source is not dataset:
+            source.close()
     desc = source.describe()
     meta = {
         "format": "sidbench.refstats", "protocol": p.name, "protocol_version": p.version,

@@ -11,7 +11,7 @@ timing, so this changes no bit; on two or more CPUs it takes the statistics off 
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 
@@ -36,8 +36,13 @@ class FeatureNeeds:
 def extract_stats(source: ImageSource, extractors: Mapping[str, FeatureExtractor],
                   needs: Mapping[str, FeatureNeeds], batch_size: int = 64,
                   description: str = "extracting features", rank: int | None = None,
-                  world: int | None = None) -> dict[tuple[str, str], FeatureStats]:
-    """One pass over this process's shard; statistics all-reduced across processes at the end."""
+                  world: int | None = None, after_first_batch: Callable[[], None] | None = None
+                  ) -> dict[tuple[str, str], FeatureStats]:
+    """One pass over this process's shard; statistics all-reduced across processes at the end.
+
+    `after_first_batch` is called once the first batch is extracted (a check that ran meanwhile
+    raises there: a run still fails within seconds).
+    """
     from sidbench.progress import make_progress
 
     stats = {(name, key): FeatureStats(keep_features=keep)
@@ -63,6 +68,9 @@ def extract_stats(source: ImageSource, extractors: Mapping[str, FeatureExtractor
                 pending.result()  # one batch in flight at most; its errors surface here
             pending = pool.submit(_accumulate, batch, indices)
             progress.advance(task, len(indices))
+            if after_first_batch is not None:
+                after_first_batch()
+                after_first_batch = None
         if pending is not None:
             pending.result()
     for s in stats.values():

@@ -48,10 +48,15 @@ def trace_sqrt_product(sigma1: np.ndarray, sigma2: np.ndarray) -> float:
     return float(np.sqrt(np.clip(eig, 0.0, None)).sum())
 
 
-def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any) -> FrechetDistance:
-    """||mu1 - mu2||^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2), clamped at 0, with the raw value."""
-    mu1, sigma1 = check_gaussian(mu1, sigma1, "1")
-    mu2, sigma2 = check_gaussian(mu2, sigma2, "2")
+def frechet_distance(mu1: Any, sigma1: Any, mu2: Any, sigma2: Any, *,
+                     checked: bool = False) -> FrechetDistance:
+    """||mu1 - mu2||^2 + tr S1 + tr S2 - 2 tr sqrt(S1 S2), clamped at 0, with the raw value.
+
+    `checked=True`: both sigmas are known covariances (`FeatureStats.cov()`, `load_reference`), so
+    the symmetry/PSD tests are skipped; shapes and finiteness are still checked.
+    """
+    mu1, sigma1 = check_gaussian(mu1, sigma1, "1", psd=not checked)
+    mu2, sigma2 = check_gaussian(mu2, sigma2, "2", psd=not checked)
     if mu1.shape != mu2.shape:
         raise ConfigError(f"feature dimensions differ: {mu1.shape[0]} vs {mu2.shape[0]}",
                           hint="both statistics must come from the same extractor and feature layer")

@@ -99,33 +99,43 @@ def _meta(raw: np.ndarray, path: str) -> dict[str, Any]:
     return decode_nonfinite(meta)
 
 
-def load_reference(path: str | os.PathLike, expected_dim: int | None = None) -> ReferenceStats:
-    """Read `mu`, `sigma` (+ our `num_images`, `meta_json`) from an EDM/ADM/sidbench npz."""
+def load_reference(path: str | os.PathLike, expected_dim: int | None = None, *,
+                   check_psd: bool = True) -> ReferenceStats:
+    """Read `mu`, `sigma` (+ our `num_images`, `meta_json`) from an EDM/ADM/sidbench npz.
+
+    `check_psd=False` leaves the symmetry/PSD test (`check_reference_psd`) to the caller, who may
+    run it while other work proceeds; every other check is made here.
+    """
     p = os.fspath(path)
     with _open(p) as npz:
         keys = tuple(npz.files)
-        for key in keys:
-            if key != "arr_0":  # the ADM image batch is plain uint8; skip loading 100+ MB here
-                _get(npz, key, p)
-        missing = [k for k in ("mu", "sigma") if k not in keys]
-        if missing:
-            raise AssetError(f"{p} has no {' or '.join(missing)} (keys: {', '.join(keys) or 'none'})",
-                             hint="expected EDM/ADM reference statistics with 'mu' and 'sigma'")
-        mu, sigma = _get(npz, "mu", p), _get(npz, "sigma", p)
-        num = _count(_get(npz, "num_images", p), f"{p}: 'num_images'") if "num_images" in keys else None
-        meta = _meta(_get(npz, META_KEY, p), p) if META_KEY in keys else {}
+        # every array is read (an object array is refused whatever its name), each once; the ADM
+        # image batch is plain uint8 and 100+ MB: not read here
+        arrays = {key: _get(npz, key, p) for key in keys if key != "arr_0"}
+    missing = [k for k in ("mu", "sigma") if k not in keys]
+    if missing:
+        raise AssetError(f"{p} has no {' or '.join(missing)} (keys: {', '.join(keys) or 'none'})",
+                         hint="expected EDM/ADM reference statistics with 'mu' and 'sigma'")
+    mu, sigma = arrays["mu"], arrays["sigma"]
+    num = _count(arrays["num_images"], f"{p}: 'num_images'") if "num_images" in keys else None
+    meta = _meta(arrays[META_KEY], p) if META_KEY in keys else {}
     if mu.ndim != 1 or sigma.shape != (mu.shape[0], mu.shape[0]):
         raise AssetError(f"{p}: mu has shape {mu.shape} and sigma {sigma.shape}; expected [D] and [D, D]")
     if expected_dim is not None and mu.shape[0] != expected_dim:
         raise AssetError(f"{p} holds {mu.shape[0]}-d statistics but the extractor gives "
                          f"{expected_dim}-d features",
                          hint="use reference statistics computed with the same extractor and feature layer")
-    # numeric, finite, symmetric, PSD; the stored sigma itself is kept (bit for bit) when it passes
-    check_gaussian(mu, sigma, error=AssetError, where=f"{p}: ")
+    # numeric, finite (symmetric, PSD); the stored sigma itself is kept (bit for bit) when it passes
+    check_gaussian(mu, sigma, error=AssetError, where=f"{p}: ", psd=check_psd)
     mu, sigma = np.asarray(mu, dtype=np.float64), np.asarray(sigma, dtype=np.float64)
     if num is None and "num_images" in meta:
         num = _count(meta["num_images"], f"{p}: meta_json 'num_images'")
     return ReferenceStats(mu=mu, sigma=sigma, num_images=num, meta=meta, path=p, keys=keys)
+
+
+def check_reference_psd(ref: ReferenceStats) -> None:
+    """The symmetry/PSD test `load_reference(check_psd=False)` skipped (AssetError naming the file)."""
+    check_gaussian(ref.mu, ref.sigma, error=AssetError, where=f"{ref.path}: ")
 
 
 def reference_images(path: str | os.PathLike) -> np.ndarray:

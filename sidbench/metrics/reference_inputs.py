@@ -27,11 +27,15 @@ def is_npz(ref: Any) -> bool:
 
 
 def load_statistics(ref: str | os.PathLike, metric: Any, p: Protocol, ext: FeatureExtractor,
-                    options: Mapping[str, Any]) -> ReferenceStats:
-    """The npz statistics `metric` compares against, refused early if they do not fit this run."""
+                    options: Mapping[str, Any], check_psd: bool = True) -> ReferenceStats:
+    """The npz statistics `metric` compares against, refused early if they do not fit this run.
+
+    `check_psd=False`: the caller runs `reference.check_reference_psd` itself (evaluate does, in
+    the background during the first batch).
+    """
     from sidbench.metrics.reference import load_reference
 
-    stats = load_reference(ref, expected_dim=ext.feature_dims.get(p.feature_key) or None)
+    stats = load_reference(ref, expected_dim=ext.feature_dims.get(p.feature_key) or None, check_psd=check_psd)
     check_meta(stats.meta, ext, p, str(ref))
     metric.check_reference(stats, options)
     return stats

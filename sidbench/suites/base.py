@@ -52,7 +52,9 @@ class Suite:
     teacher: TeacherSpec
     ref_stats: str | None  # asset name (or packaged file) of the reference statistics
     protocols: tuple[str, ...] = ()
-    settings: dict = field(default_factory=dict)  # per-suite defaults: dropout, augment p, ...
+    # Further facts of the data and teacher (teacher_dropout, augment_dim, ...); never a method's
+    # hyperparameters: those are the recipe's (recipes/*.yaml).
+    settings: dict = field(default_factory=dict)
 
     @property
     def resolution(self) -> int:

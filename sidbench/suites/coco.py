@@ -4,7 +4,8 @@ The evaluation follows GigaGAN's protocol as used by SiD-LSG: 30,000 fixed
 captions (the `coco-captions` asset, caption i generated with seed i), FID-30k
 in clean-fid "clean" mode against all 40,504 val2014 images (center crop, 256,
 LANCZOS), and the CLIP score with open_clip ViT-g-14. SD 1.5 is given by path
-(diffusers layout); it is not one file, so it has no pinned digest.
+(diffusers layout); it is not one file, so it has no pinned digest. SiD-LSG's own
+settings (t_init 625, kappa, lr, ...) belong to its recipes, not to the suite.
 """
 
 from __future__ import annotations
@@ -29,19 +30,5 @@ COCO2014_SD15 = Suite(
         "image_resolution": 512,
         "eval_resolution": 256,
         "clip_prompt_prefix": "A photo depicts ",
-        # SiD-LSG defaults
-        "t_init": 625,
-        "tmin": 20,
-        "tmax": 980,
-        "lr": 1e-6,
-        "batch": 512,
-        "batch_gpu": 1,
-        "alpha": 1.0,
-        "ema_mimg": 0.05,
-        "cfg_kappa": 1.5,
-        "empty_prompt_dropout": 0.1,
-        "lsg": 1.0,
-        "published": {"1.5": {"fid": 8.71, "clip": 0.302}, "2.0": {"fid": 9.56, "clip": 0.313},
-                      "3.0": {"fid": 13.21, "clip": 0.314}, "4.5": {"fid": 16.59, "clip": 0.317}},
     },
 )

@@ -75,9 +75,7 @@ SUITE = Suite(
     protocols=("digits-fd", "digits-is", "digits-kid", "digits-pr"),
     settings={
         "feature_extractor": "digits-classifier",
-        "sigma_init": 2.5,
-        "dropout": 0.1,
-        "augment_p": 0.0,
+        "teacher_dropout": TEACHER_NETWORK["init_kwargs"]["dropout"],  # what the shipped teacher trained with
         "augment_dim": 0,
         "num_eval_images": 2_000,
         "teacher_network": TEACHER_NETWORK,

@@ -1,10 +1,12 @@
 """The EDM-family image suites: CIFAR-10, ImageNet 64, FFHQ 64, AFHQv2 64.
 
-Facts (image counts, teachers, Heun steps, per-suite dropout and augmentation)
-come from EDM's README and dataset_tool conventions and from the SiD/SiDA
-launch settings summarised in the project's methods spec. sha256 digests of the
-EDM zips are not published, so they stay unpinned; the image count, resolution
-and file name are always checked, which is what refuses FFHQ fed to AFHQv2.
+Facts of the data and the teacher only (image counts, teachers, Heun steps, the
+dropout each released teacher was trained with, its augment layer), from EDM's
+README and dataset_tool conventions. Method settings (SiD's lr, alpha, EMA,
+dropout of the distilled nets, augmentation p, ...) live in `recipes/*.yaml`.
+sha256 digests of the EDM zips are not published, so they stay unpinned; the image
+count, resolution and file name are always checked, which is what refuses FFHQ fed
+to AFHQv2.
 """
 
 from __future__ import annotations
@@ -19,18 +21,11 @@ _CIFAR_PROTOCOLS = (*_FID, "is-10split", "kid-100x1000", "pr-vgg16")
 _IMAGENET_PROTOCOLS = (*_FID, "is-10split", "pr-inception-adm")
 _FACES_PROTOCOLS = (*_FID, "kid-100x1000")
 
-# SiD generator settings common to every EDM suite.
-_SID_COMMON = {"sigma_init": 2.5, "tmax": 800, "lsg": 100.0, "ema_rampup": 0.05}
-
 _CIFAR_DATA = dict(filename="cifar10-32x32.zip", num_images=50_000, resolution=32, channels=3)
 _CIFAR_SETTINGS = {
-    **_SID_COMMON,
     "dataset_alternatives": ["cifar-10-python.tar.gz"],  # the python tarball holds the same 50k images
-    "dropout": 0.13,
-    "teacher_dropout": 0.13,
-    "augment_p": 0.12,
-    "augment_dim": 9,
-    "sid": {"lr": 1e-5, "batch": 256, "batch_gpu": 16, "alpha": 1.2, "ema_mimg": 0.5, "fp16": False},
+    "teacher_dropout": 0.13,  # what the released teacher was trained with
+    "augment_dim": 9,  # the teacher's map_augment inputs
 }
 
 CIFAR10_UNCOND = Suite(
@@ -65,11 +60,8 @@ IMAGENET64_COND = Suite(
     ref_stats="ref-imagenet64",
     protocols=_IMAGENET_PROTOCOLS,
     settings={
-        **_SID_COMMON,
-        "dropout": 0.10,
         "teacher_dropout": 0.10,
-        "augment_p": 0.0,
-        "augment_dim": 0,
+        "augment_dim": 0,  # the ADM teacher has no augment layer
         "pr_ref_stats": "ref-imagenet64-adm",  # ADM VIRTUAL batch, for precision/recall
         "teacher_fid": 2.44,
         "teacher_nfe": 79,
@@ -80,11 +72,10 @@ IMAGENET64_COND = Suite(
             "stochastic-256": {"num_steps": 256, "S_churn": 40, "S_min": 0.05, "S_max": 50,
                                "S_noise": 1.003, "fid": 1.36, "nfe": 511},
         },
-        "sid": {"lr": 4e-6, "batch": 8192, "batch_gpu": 16, "alpha": 1.2, "ema_mimg": 2.0, "fp16": True},
     },
 )
 
-_FACES_SETTINGS = {**_SID_COMMON, "augment_p": 0.15, "augment_dim": 9, "teacher_nfe": 79}
+_FACES_SETTINGS = {"augment_dim": 9, "teacher_nfe": 79}
 
 FFHQ64 = Suite(
     name="ffhq64",
@@ -97,11 +88,8 @@ FFHQ64 = Suite(
     protocols=_FACES_PROTOCOLS,
     settings={
         **_FACES_SETTINGS,
-        "dropout": 0.05,
         "teacher_dropout": 0.05,
         "teacher_fid": 2.39,
-        "sid": {"lr": 1e-5, "batch": 512, "batch_gpu": 32, "alpha": 1.2, "ema_mimg": 0.5, "fp16": True,
-                "g_beta1": 0.9},
     },
 )
 
@@ -116,10 +104,8 @@ AFHQV2_64 = Suite(
     protocols=_FACES_PROTOCOLS,
     settings={
         **_FACES_SETTINGS,
-        "dropout": 0.05,  # SiD's generator / fake net; the teacher itself was trained with 0.25
-        "teacher_dropout": 0.25,
+        "teacher_dropout": 0.25,  # SiD distils it with 0.05: a recipe setting
         "teacher_fid": 1.96,
-        "sid": {"lr": 5e-6, "batch": 512, "batch_gpu": 32, "alpha": 1.0, "ema_mimg": 0.5, "fp16": True},
     },
 )
 

@@ -64,9 +64,7 @@ SUITE = Suite(
     settings={
         "mixture": MIXTURE,
         "exact_reference": True,
-        "sigma_init": 2.5,
-        "dropout": 0.0,
-        "augment_p": 0.0,
+        "teacher_dropout": TEACHER_NETWORK["init_kwargs"]["dropout"],
         "augment_dim": 0,
         "teacher_network": TEACHER_NETWORK,
         "teacher_training": TEACHER_TRAINING,

@@ -10,13 +10,27 @@ too large on a crowded machine.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from sidbench.errors import ConfigError
+
 _PROBE_BATCHES = (2, 4)
+
+
+class BatchTooLarge(ConfigError):
+    """A micro-batch that cannot fit: what it needs, per image, what is free, and how many would fit."""
+
+    def __init__(self, batch: int, need: int, per_image: int, available: int, fit: int, device: str,
+                 option: str = "training.batch_per_gpu"):
+        self.batch, self.need, self.per_image, self.available, self.fit = batch, need, per_image, available, fit
+        super().__init__(
+            f"batch {batch:,} needs at least {gigabytes(need)} on {device} ({gigabytes(per_image)} of "
+            f"activations per image), more than the {gigabytes(available)} available",
+            hint=f"use a smaller {option} (at most about {fit:,} fit now)")
 
 
 @dataclass(frozen=True)
@@ -45,9 +59,8 @@ def _saved_bytes(run: Callable[[int], torch.Tensor], batch: int) -> int:
     return sum(storages.values())
 
 
-def estimate_training_memory(net: torch.nn.Module, run: Callable[[int], torch.Tensor],
-                             device: torch.device) -> MemoryEstimate:
-    """Measure `run(batch)` (one loss evaluation on `batch` images) without touching any RNG state.
+def per_image_bytes(run: Callable[[int], torch.Tensor], device: torch.device) -> int:
+    """Bytes autograd saves per image in `run(batch)`, measured on two tiny batches; every RNG restored.
 
     `run` must draw its own randomness from explicit generators; the global RNG (dropout)
     is forked and restored, so training afterwards is bit-identical to training without
@@ -57,9 +70,17 @@ def estimate_training_memory(net: torch.nn.Module, run: Callable[[int], torch.Te
         if device.type == "cuda" else []
     with torch.random.fork_rng(devices=devices):
         small, large = (_saved_bytes(run, b) for b in _PROBE_BATCHES)
-    per_image = max(0, (large - small) // (_PROBE_BATCHES[1] - _PROBE_BATCHES[0]))
-    param_bytes = sum(p.numel() * p.element_size() for p in net.parameters())
-    return MemoryEstimate(per_image_bytes=int(per_image), fixed_bytes=5 * param_bytes)
+    return int(max(0, (large - small) // (_PROBE_BATCHES[1] - _PROBE_BATCHES[0])))
+
+
+def parameter_bytes(modules: Iterable[torch.nn.Module]) -> int:
+    return sum(p.numel() * p.element_size() for m in modules for p in m.parameters())
+
+
+def estimate_training_memory(net: torch.nn.Module, run: Callable[[int], torch.Tensor],
+                             device: torch.device) -> MemoryEstimate:
+    """One network trained with Adam and an EMA: `per_image_bytes(run)` and 5 copies of its weights."""
+    return MemoryEstimate(per_image_bytes=per_image_bytes(run, device), fixed_bytes=5 * parameter_bytes([net]))
 
 
 def _cgroup_available() -> int | None:

@@ -1,10 +1,11 @@
-"""A plain, small training loop for the teachers of the embedded suites (digits, toy2d).
+"""The teachers of the embedded suites (digits, toy2d), trained by the shared trainer with the `edm` method.
 
-Adam with a linear learning-rate warm-up, EDM's denoising loss, an EMA of the
-weights, one process. It exists so that the shipped teachers can be rebuilt by
-anyone from a seed; the distillation methods use the shared trainer instead.
-Reproducible: the network init uses `torch.manual_seed(seed)`, and batches and
-noise come from explicit generators seeded from `seed`.
+`train_teacher` turns the suite's `teacher_training` settings into a run config (EDM's
+denoising loss from scratch on the suite's architecture, Adam, linear learning-rate
+warm-up, an EMA of the weights) and runs `sidbench.train.run.train` in `OUT/run/`, so a
+teacher run is resumable and reproducible from its seed like any other run; the EMA is
+then saved as a native network folder in `OUT` with a `training.json` summary. Rerunning
+the same command resumes (or, when finished, only re-exports) that run.
 """
 
 from __future__ import annotations
@@ -12,20 +13,16 @@ from __future__ import annotations
 import math
 import numbers
 import os
-import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from sidbench.devices import parse_device
 from sidbench.errors import ConfigError
 from sidbench.fileio import atomic_write_json
-from sidbench.train.edm_loss import edm_loss
-from sidbench.train.ema import EMA
-from sidbench.train.memory import available_memory, estimate_training_memory, gigabytes
+
+RUN_DIR = "run"
 
 
 @dataclass
@@ -41,66 +38,14 @@ class TrainSummary:
     device: str
     threads: int
     wall_time_s: float
-    loss_first: float  # mean per-element weighted loss over the first window of steps
-    loss_last: float  # ... and over the last window
+    loss_first: float  # mean per-element weighted loss over the first log window (1/20 of the run)
+    loss_last: float  # ... and over the last one
     loss_curve: list[list[float]] = field(default_factory=list)  # [kimg, window mean loss]
     config: dict[str, Any] = field(default_factory=dict)
 
 
-class BatchSource:
-    """Draws training batches (images in [-1, 1], one-hot labels or None) from a generator."""
-
-    label_dim: int = 0
-    num_images: int | None = None  # images in a finite dataset; None when data are drawn fresh
-
-    def sample(self, batch: int, generator: torch.Generator) -> tuple[torch.Tensor, torch.Tensor | None]:
-        raise NotImplementedError
-
-
-class TensorSource(BatchSource):
-    """A whole small dataset held in memory; batches drawn uniformly with replacement."""
-
-    def __init__(self, images: torch.Tensor, labels: torch.Tensor | None, label_dim: int):
-        self.images = images
-        self.labels = labels
-        self.label_dim = label_dim
-        self.num_images = len(images)
-
-    def sample(self, batch, generator):
-        idx = torch.randint(len(self.images), [batch], generator=generator)
-        labels = None
-        if self.labels is not None and self.label_dim:
-            labels = torch.nn.functional.one_hot(self.labels[idx], self.label_dim).to(torch.float32)
-        return self.images[idx], labels
-
-
-class MixtureSource(BatchSource):
-    """Fresh points from the toy2d mixture every batch (infinite data), as [B, 2, 1, 1]."""
-
-    def __init__(self, mixture: Any):
-        self.mixture = mixture
-
-    def sample(self, batch, generator):
-        points = self.mixture.sample(batch, generator=generator)
-        return points.to(torch.float32).reshape(batch, 2, 1, 1), None
-
-
-def digits_source(resolution: int = 16) -> TensorSource:
-    from sidbench.data.digits import DigitsDataset
-
-    ds = DigitsDataset(resolution=resolution)
-    images, labels = ds.arrays()  # all images in file order (read-only views: torch.tensor copies)
-    x = torch.tensor(images, dtype=torch.float32) / 127.5 - 1.0
-    return TensorSource(x, torch.tensor(labels), ds.label_dim)
-
-
-def toy2d_source() -> MixtureSource:
-    from sidbench.suites.toy2d import make_mixture
-
-    return MixtureSource(make_mixture())
-
-
-_SOURCES = {"digits": digits_source, "toy2d": toy2d_source}
+TRAINABLE_SUITES = ("digits", "toy2d")  # suites whose teacher the `edm` method trains here
+_SOURCES = TRAINABLE_SUITES  # the name sidbench.api's choices are checked against
 
 
 def _suite_training(suite_name: str) -> tuple[Any, dict, dict]:
@@ -109,20 +54,10 @@ def _suite_training(suite_name: str) -> tuple[Any, dict, dict]:
     suite = get_suite(suite_name)
     net_cfg = suite.settings.get("teacher_network")
     train_cfg = suite.settings.get("teacher_training")
-    if suite_name not in _SOURCES or net_cfg is None or train_cfg is None:
+    if suite_name not in TRAINABLE_SUITES or net_cfg is None or train_cfg is None:
         raise ConfigError(f"suite '{suite_name}' has no teacher that sidbench trains",
-                          hint=f"train-teacher supports the embedded suites: {', '.join(sorted(_SOURCES))}")
+                          hint=f"train-teacher supports the embedded suites: {', '.join(TRAINABLE_SUITES)}")
     return suite, net_cfg, dict(train_cfg)
-
-
-def _window_means(values: list[float], windows: int) -> list[tuple[int, float]]:
-    """(end step, mean) over `windows` equal consecutive chunks of `values`."""
-    n = len(values)
-    if n == 0:
-        return []
-    edges = np.linspace(0, n, min(windows, n) + 1).round().astype(int)
-    pairs = zip(edges[:-1], edges[1:], strict=True)
-    return [(int(b), float(np.mean(values[a:b]))) for a, b in pairs if b > a]
 
 
 # setting -> (lowest allowed, whether the lowest is allowed, highest allowed or None, example)
@@ -161,38 +96,36 @@ def _check_settings(cfg: dict[str, Any], seed: int) -> None:
                               hint=f"e.g. {example}")
 
 
-def _check_batch_size(source: BatchSource, batch: int, suite_name: str, default_batch: int) -> None:
-    """Refuse a batch larger than a finite dataset: sampling with replacement would only repeat images."""
-    if source.num_images is not None and batch > source.num_images:
-        raise ConfigError(f"batch {batch:,} is larger than the {suite_name} dataset ({source.num_images:,} "
-                          "images): every batch would repeat images",
-                          hint=f"use --batch {source.num_images} or less "
-                               f"(the suite's default is {default_batch})")
 
 
-def _check_memory(net: torch.nn.Module, source: BatchSource, batch: int, cfg: dict[str, Any],
-                  device: torch.device, default_batch: int) -> None:
-    """Refuse a batch whose activations alone cannot fit in the memory `device` has free."""
-    available = available_memory(device)
-    if available is None:
-        return
+def _check_batch_size(batch: int, suite: Any, default_batch: int) -> None:
+    """Refuse a batch larger than a finite dataset: every batch would repeat images."""
+    n = suite.dataset.num_images
+    if n and batch > n:
+        raise ConfigError(f"batch {batch:,} is larger than the {suite.name} dataset ({n:,} images): every batch "
+                          "would repeat images",
+                          hint=f"use --batch {n} or less (the suite's default is {default_batch})")
 
-    def run(b: int) -> torch.Tensor:
-        images, labels = source.sample(b, torch.Generator().manual_seed(0))
-        images = images.to(device)
-        labels = labels.to(device) if labels is not None else None
-        return edm_loss(net, images, labels, generator=torch.Generator(device).manual_seed(0),
-                        P_mean=cfg["P_mean"], P_std=cfg["P_std"], label_dropout=cfg["label_dropout"])
 
-    estimate = estimate_training_memory(net, run, device)
-    need = estimate.total(batch)
-    if need > available:
-        raise ConfigError(
-            f"batch {batch:,} needs at least {gigabytes(need)} on {device} "
-            f"({gigabytes(estimate.per_image_bytes)} of activations per image), more than the "
-            f"{gigabytes(available)} available",
-            hint=f"use a smaller --batch (at most about {estimate.max_batch(available):,} fit now; "
-                 f"the suite's default is {default_batch})")
+def teacher_recipe(suite_name: str, cfg: dict[str, Any], net_cfg: dict, seed: int) -> dict[str, Any]:
+    """The run config (a recipe mapping) of a teacher run with teacher-training settings `cfg`."""
+    batch = int(cfg["batch_size"])
+    steps = max(1, math.ceil(round(cfg["kimg"] * 1000, 6) / batch))
+    return {
+        "name": f"teacher-{suite_name}",
+        "suite": suite_name,
+        "method": "edm",
+        "method_settings": {"P_mean": cfg["P_mean"], "P_std": cfg["P_std"],
+                            "label_dropout": cfg["label_dropout"]},
+        "training": {
+            "seed": seed, "batch": batch, "duration_kimg": cfg["kimg"], "architecture": net_cfg,
+            "networks": {"denoiser": {"optimizer": "adam", "lr": cfg["lr"], "betas": [0.9, 0.999], "eps": 1e-8,
+                                      "ema_halflife_kimg": cfg["ema_halflife_kimg"],
+                                      "ema_rampup": cfg["ema_rampup"], "warmup_kimg": cfg["lr_rampup_kimg"]}},
+            "checkpoint_kimg": None, "eval_kimg": None, "tensorboard": False,
+            "log_every_kimg": steps * batch / 1000 / 20,  # 20 windows: the loss curve
+        },
+    }
 
 
 def train_teacher(suite_name: str, out_dir: str | os.PathLike, *, kimg: float | None = None,
@@ -204,13 +137,17 @@ def train_teacher(suite_name: str, out_dir: str | os.PathLike, *, kimg: float | 
     `kimg`, `batch_size`, `lr` default to the suite's `teacher_training` settings;
     `overrides` replaces any other key of those settings (or of the network's
     init_kwargs under the key "network"). Writes `network.json`, `network.safetensors`
-    and `training.json` (settings, loss curve, wall time).
+    and `training.json` (settings, loss curve, wall time); the run itself is in `out_dir/run/`.
     """
-    from sidbench.nets.build import build_network
-    from sidbench.nets.native import save_network
-    from sidbench.progress import make_progress
+    from sidbench.devices import parse_device
+    from sidbench.nets.native import load_network, save_network
+    from sidbench.train.checkpoint import read_state
+    from sidbench.train.config import load_recipe
+    from sidbench.train.memory import BatchTooLarge
+    from sidbench.train.monitor import LOG, read_jsonl
+    from sidbench.train.run import train
 
-    _suite, net_cfg, cfg = _suite_training(suite_name)
+    suite, net_cfg, cfg = _suite_training(suite_name)
     default_batch = cfg["batch_size"]
     overrides = dict(overrides or {})
     net_overrides = overrides.pop("network", {})
@@ -223,62 +160,34 @@ def train_teacher(suite_name: str, out_dir: str | os.PathLike, *, kimg: float | 
         if value is not None:
             cfg[key] = value
     _check_settings(cfg, seed)
-    net_cfg = {"class_name": net_cfg["class_name"],
-               "init_kwargs": {**net_cfg["init_kwargs"], **net_overrides}}
-    device = parse_device(device)
+    net_cfg = {"class_name": net_cfg["class_name"], "init_kwargs": {**net_cfg["init_kwargs"], **net_overrides}}
+    dev = parse_device(device)
     batch = int(cfg["batch_size"])
-    total_nimg = int(round(cfg["kimg"] * 1000))
-    steps = max(1, math.ceil(total_nimg / batch))
-
-    source = _SOURCES[suite_name]()  # draws no random numbers: the seeded state below is unchanged
-    _check_batch_size(source, batch, suite_name, default_batch)
-
-    torch.manual_seed(seed)
-    net = build_network(net_cfg).to(device).train()
-    _check_memory(net, source, batch, cfg, device, default_batch)  # restores every RNG it touches
-    ema = EMA(net, cfg["ema_halflife_kimg"], cfg["ema_rampup"])
-    opt = torch.optim.Adam(net.parameters(), lr=cfg["lr"], betas=(0.9, 0.999), eps=1e-8)
-    data_gen = torch.Generator().manual_seed(seed)
-    noise_gen = torch.Generator(device).manual_seed(seed + 1)
-    rampup_nimg = max(cfg["lr_rampup_kimg"] * 1000, 1e-8)
-
-    losses: list[float] = []
-    cur_nimg = 0
-    start = time.perf_counter()
-    with make_progress() as bar:
-        task = bar.add_task(f"train {suite_name} teacher", total=steps, visible=progress)
-        for _step in range(steps):
-            images, labels = source.sample(batch, data_gen)
-            images = images.to(device)
-            labels = labels.to(device) if labels is not None else None
-            loss = edm_loss(net, images, labels, generator=noise_gen, P_mean=cfg["P_mean"],
-                            P_std=cfg["P_std"], label_dropout=cfg["label_dropout"])
-            opt.zero_grad(set_to_none=True)
-            loss.sum().div(batch).backward()
-            for group in opt.param_groups:
-                group["lr"] = cfg["lr"] * min(cur_nimg / rampup_nimg, 1.0)
-            for p in net.parameters():
-                if p.grad is not None:
-                    torch.nan_to_num(p.grad, nan=0, posinf=1e5, neginf=-1e5, out=p.grad)
-            opt.step()
-            cur_nimg += batch
-            ema.update(net, cur_nimg, batch)
-            losses.append(float(loss.detach().mean()))
-            bar.advance(task)
-    wall = time.perf_counter() - start
+    _check_batch_size(batch, suite, default_batch)
+    config = load_recipe(teacher_recipe(suite_name, cfg, net_cfg, seed))
 
     out = Path(out_dir)
+    try:
+        result = train(config, out / RUN_DIR, resume="auto", progress=progress, device=dev)
+    except BatchTooLarge as exc:
+        raise ConfigError(exc.message, hint=f"use a smaller --batch (at most about {exc.fit:,} fit now; "
+                                            f"the suite's default is {default_batch})") from None
+    ema = load_network(result.product, device="cpu")
     source_info = {"trained_by": "sidbench train-teacher", "suite": suite_name, "seed": seed,
-                   "kimg": cur_nimg / 1000}
-    json_path = save_network(ema.net, net_cfg, out, source=source_info)
-    window = max(1, min(50, steps // 10))
-    curve = [[round((end * batch) / 1000, 3), mean] for end, mean in _window_means(losses, 20)]
+                   "kimg": result.kimg, "config_hash": result.config_hash}
+    json_path = save_network(ema, net_cfg, out, source=source_info, role="teacher")
+
+    rows = [r for r in read_jsonl(out / RUN_DIR / LOG) if "denoiser/loss" in r.get("terms", {})]
+    c, h, w = ema.img_channels, ema.img_resolution, ema.img_resolution
+    curve = [[round(r["kimg"], 3), r["terms"]["denoiser/loss"] / (c * h * w)] for r in rows]
+    wall = float(read_state(result.checkpoint, verify=False).get("wall_time_s", 0.0))  # over every resume
     summary = TrainSummary(
-        suite=suite_name, out_dir=str(out), network_json=str(json_path), kimg=cur_nimg / 1000, steps=steps,
-        batch_size=batch, lr=float(cfg["lr"]), seed=seed, device=str(device), threads=torch.get_num_threads(),
-        wall_time_s=round(wall, 3), loss_first=float(np.mean(losses[:window])),
-        loss_last=float(np.mean(losses[-window:])), loss_curve=curve,
-        config={"training": cfg, "network": net_cfg},
+        suite=suite_name, out_dir=str(out), network_json=str(json_path), kimg=result.kimg, steps=result.steps,
+        batch_size=batch, lr=float(cfg["lr"]), seed=seed, device=str(dev), threads=torch.get_num_threads(),
+        wall_time_s=round(wall, 3), loss_first=curve[0][1] if curve else math.nan,
+        loss_last=curve[-1][1] if curve else math.nan, loss_curve=curve,
+        config={"training": cfg, "network": net_cfg, "run": str(out / RUN_DIR),
+                "config_hash": result.config_hash},
     )
     atomic_write_json(out / "training.json", asdict(summary))
     return summary

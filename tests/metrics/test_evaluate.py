@@ -514,7 +514,7 @@ def test_bad_option_overrides_are_refused(options, message):
                  extractors={"inception-v3-compat": TinyExtractor()}, options=options)
 
 
-def test_a_meaningless_reference_npz_fails_before_any_extraction(tmp_path):
+def test_a_meaningless_reference_npz_fails_within_the_first_batch(tmp_path):
     from sidbench.errors import AssetError
     from sidbench.metrics.evaluate import evaluate
 
@@ -525,13 +525,16 @@ def test_a_meaningless_reference_npz_fails_before_any_extraction(tmp_path):
             Counting.calls += 1
             return super()._extract(images)
 
-    np.savez(tmp_path / "ref.npz", mu=np.zeros(16), sigma=-np.eye(16))
-    with pytest.raises(AssetError, match="not positive semi-definite"):
-        evaluate(_images(8, 0), tmp_path / "ref.npz", "fid", extractors={"inception-v3-compat": Counting()})
     np.savez(tmp_path / "ref.npz", mu=np.array(["x"] * 16), sigma=np.eye(16))
-    with pytest.raises(AssetError, match="expected real numbers"):
+    with pytest.raises(AssetError, match="expected real numbers"):  # before any image is read
         evaluate(_images(8, 0), tmp_path / "ref.npz", "fid", extractors={"inception-v3-compat": Counting()})
     assert Counting.calls == 0
+    # the symmetry/PSD test runs alongside the first batch and is waited for after it
+    np.savez(tmp_path / "ref.npz", mu=np.zeros(16), sigma=-np.eye(16))
+    with pytest.raises(AssetError, match="not positive semi-definite"):
+        evaluate(_images(8, 0), tmp_path / "ref.npz", "fid", extractors={"inception-v3-compat": Counting()},
+                 batch_size=2)
+    assert Counting.calls == 1
 
 
 def test_npz_with_another_covariance_convention_is_refused(tmp_path):
@@ -555,3 +558,43 @@ def test_cli_meaningless_reference_is_one_line(tmp_path, weights, capsys):
                  "--inception-weights", str(weights)]) == 1
     err = capsys.readouterr().err.strip()
     assert "expected real numbers" in err and "Traceback" not in err and len(err.splitlines()) == 1
+
+
+def test_subset_policy_of_the_images_reaches_the_record(tmp_path):
+    from sidbench.metrics.evaluate import evaluate
+
+    folder = tmp_path / "imgs"
+    _write_pngs(folder, _images(12, 3))
+    tiny = {"inception-v3-compat": TinyExtractor()}
+    first = evaluate(folder, metrics="is", extractors=tiny, num_images=6, options={"is": {"splits": 2}})
+    seeded = evaluate(folder, metrics="is", extractors=tiny, num_images=6, subset="edm-seeded",
+                      options={"is": {"splits": 2}})
+    assert first["images"]["subset"]["policy"] == "first"
+    assert seeded["images"]["subset"] == {"policy": "edm-seeded", "count": 6, "available": 12, "seed": 0}
+    assert first["metrics"]["is"]["value"] != seeded["metrics"]["is"]["value"]  # other images
+
+
+def test_compute_reference_applies_the_protocols_crop_and_covariance(tmp_path):
+    from PIL import Image
+
+    from sidbench.metrics.evaluate import compute_reference
+    from sidbench.metrics.image_source import TensorImageSource
+    from sidbench.metrics.reference import load_reference
+    from sidbench.metrics.stats import FeatureStats
+
+    class TinyClean(TinyExtractor):
+        name = "clean-fid-inception"
+
+    imgs = torch.from_numpy(np.random.RandomState(1).randint(0, 256, (3, 3, 40, 60), dtype=np.uint8))
+    meta = compute_reference(TensorImageSource(imgs), tmp_path / "coco.npz", "coco2014-fid30k-clean",
+                             extractor=TinyClean())
+    crops = [np.asarray(Image.fromarray(im[:, :, 10:50].permute(1, 2, 0).numpy()).resize((256, 256),
+                                                                                          Image.LANCZOS))
+             for im in imgs]
+    direct = FeatureStats()
+    direct.update(TinyClean()(torch.from_numpy(np.stack(crops)).permute(0, 3, 1, 2).contiguous())["pool"])
+    ref = load_reference(tmp_path / "coco.npz")
+    assert np.array_equal(ref.mu, direct.mean()) and np.array_equal(ref.sigma, direct.cov(unbiased=True))
+    assert meta["cov"] == "unbiased" and meta["dataset_info"]["transform"] == "center-crop+lanczos-256"
+    with pytest.raises(ConfigError, match="is a kid protocol"):
+        compute_reference(TensorImageSource(imgs), tmp_path / "k.npz", "kid-100x1000", extractor=TinyExtractor())

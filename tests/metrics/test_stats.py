@@ -273,6 +273,7 @@ def test_chunked_accumulation_equals_one_pass_across_chunk_boundaries():
     for batch in (64, CHUNK_ROWS - 1, CHUNK_ROWS + 1):
         s = _stats_in_batches(x, batch)
         assert np.array_equal(s.cov(), one.cov()) and np.array_equal(s.mean(), one.mean())
-    half = _stats_in_batches(x[:100], 100)
-    rest = _stats_in_batches(x[100:], 100)
+    half, rest = FeatureStats(), FeatureStats()
+    half.update(x[:100], indices=np.arange(100))
+    rest.update(x[100:], indices=np.arange(100, len(x)))
     assert np.array_equal(half.merge(rest).cov(), one.cov())  # merge flushes both buffers

@@ -133,9 +133,9 @@ def test_batch_larger_than_the_dataset_is_refused(tmp_path):
 @pytest.mark.parametrize("suite,batch,free", [("toy2d", 50_000, 20e6), ("digits", 1_000, 200e6)])
 def test_batch_that_cannot_fit_in_memory_is_refused_with_the_estimate(tmp_path, monkeypatch, suite, batch,
                                                                        free):
-    import sidbench.train.teacher as teacher
+    import sidbench.train.memory as memory
 
-    monkeypatch.setattr(teacher, "available_memory", lambda device: int(free))
+    monkeypatch.setattr(memory, "available_memory", lambda device: int(free))
     with pytest.raises(ConfigError) as err:
         train_teacher(suite, tmp_path, batch_size=batch, kimg=1, progress=False)
     msg = str(err.value)
@@ -147,17 +147,17 @@ def test_batch_that_cannot_fit_in_memory_is_refused_with_the_estimate(tmp_path, 
 @pytest.mark.parametrize("suite,kimg", [("toy2d", 1), ("digits", 0.064)])
 def test_memory_probe_leaves_training_bit_identical(tmp_path, monkeypatch, suite, kimg):
     """The probe runs the loss twice before training; every RNG it touches is restored."""
-    import sidbench.train.teacher as teacher
+    import sidbench.train.memory as memory
 
     train_teacher(suite, tmp_path / "probed", kimg=kimg, seed=2, progress=False)
-    monkeypatch.setattr(teacher, "available_memory", lambda device: None)  # no probe
+    monkeypatch.setattr(memory, "available_memory", lambda device: None)  # no probe
     train_teacher(suite, tmp_path / "plain", kimg=kimg, seed=2, progress=False)
     a, b = _weights(tmp_path / "probed"), _weights(tmp_path / "plain")
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
 def test_memory_estimate_extrapolates_what_autograd_saves():
-    from sidbench.train.edm_loss import edm_loss
+    from sidbench.methods.edm import denoising_loss
     from sidbench.train.memory import _saved_bytes, estimate_training_memory
 
     torch.manual_seed(0)
@@ -165,8 +165,10 @@ def test_memory_estimate_extrapolates_what_autograd_saves():
     mixture = make_mixture()
 
     def run(b):
-        x = mixture.sample(b, torch.Generator().manual_seed(0)).float().reshape(b, 2, 1, 1)
-        return edm_loss(net, x, None, generator=torch.Generator().manual_seed(0))
+        g = torch.Generator().manual_seed(0)
+        x = mixture.sample(b, g).float().reshape(b, 2, 1, 1)
+        sigma = torch.randn(b, 1, 1, 1, generator=g).mul(1.2).sub(1.2).exp()
+        return denoising_loss(net, x, sigma, torch.randn(x.shape, generator=g))
 
     est = estimate_training_memory(net, run, torch.device("cpu"))
     params = sum(p.numel() * 4 for p in net.parameters())

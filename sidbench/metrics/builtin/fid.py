@@ -52,7 +52,8 @@ class FrechetInceptionDistance(Metric):
             mu2, sigma2, num2 = ref.mu, ref.sigma, ref.num_images
         else:
             raise ConfigError("FID needs reference statistics", hint="pass --ref stats.npz or a dataset path")
-        fd = frechet_distance(g.mean(), g.cov(unbiased=cov == "unbiased"), mu2, sigma2)
+        # both sides are covariances already: FeatureStats' own, or a reference load_reference checked
+        fd = frechet_distance(g.mean(), g.cov(unbiased=cov == "unbiased"), mu2, sigma2, checked=True)
         return {self.name: {"value": fd.value, "value_raw": fd.raw, "cov": cov, "reference_cov": ref_cov,
                             "reference_num_images": num2}}
 
