@@ -21,8 +21,8 @@ from typing import Any
 from sidbench.errors import ConfigError
 from sidbench.fileio import check_output_path
 
-__all__ = ["convert", "distill", "env", "evaluate", "generate", "ls", "quickstart", "refstats", "train_teacher",
-           "validate"]
+__all__ = ["convert", "distill", "env", "evaluate", "generate", "ls", "quickstart", "refstats",
+           "train_teacher", "validate"]
 
 PathLike = str | os.PathLike
 LS_KINDS = ("methods", "suites", "metrics")
@@ -490,8 +490,18 @@ def _resume(resume: str | os.PathLike | None) -> str | None:
     path = Path(resume).expanduser()
     if not path.exists():
         raise ConfigError(f"--resume {path}: no such checkpoint",
-                          hint="give auto (the newest valid checkpoint in --outdir), none, or a checkpoint folder")
+                          hint="give auto (the newest valid checkpoint in --outdir), none, or a checkpoint "
+                               "folder")
     return str(path)
+
+
+def _overrides(items: str | Sequence[str]) -> list[str]:
+    """--set values: each one `key=value` (the keys are checked against the recipe schema later)."""
+    out = [items] if isinstance(items, str) else list(items)
+    for item in out:
+        if not isinstance(item, str) or "=" not in item or not item.split("=", 1)[0].strip():
+            raise ConfigError(f"--set {item!r} is not key=value", hint="e.g. --set training.batch=64")
+    return out
 
 
 def distill(recipe: PathLike, *, set: Sequence[str] = (), outdir: PathLike, resume: str | None = "auto",
@@ -502,41 +512,45 @@ def distill(recipe: PathLike, *, set: Sequence[str] = (), outdir: PathLike, resu
     an unknown key names the nearest valid one. resume: "auto" continues from the newest valid
     checkpoint in `outdir`, "none" starts fresh, or a checkpoint path. dry_run: resolve the
     config, check every asset and the dataset/teacher match, train nothing. device defaults to
-    cuda when available (under torchrun: each process's own GPU). Returns the trainer's `RunResult`.
+    cuda when available (under torchrun: each process's own GPU). Returns the trainer's `RunResult`
+    (a dry run's `plan` also holds the resolved config under "config").
     """
     outdir = check_output_path(outdir, kind="dir", option="--outdir")
+    overrides = _overrides(set)
+    how = _resume(resume)
+    dev = _device(device) if device is not None else None
     path = Path(recipe).expanduser()
     if not path.is_file():
         raise ConfigError(f"recipe {path} is not a file",
                           hint="give a YAML recipe, e.g. recipes/sid-digits.yaml")
-    overrides = [set] if isinstance(set, str) else list(set)
-    for item in overrides:
-        if not isinstance(item, str) or "=" not in item or not item.split("=", 1)[0].strip():
-            raise ConfigError(f"--set {item!r} is not key=value", hint="e.g. --set training.batch=64")
-    how = _resume(resume)
-    dev = _device(device) if device is not None else None
     from sidbench.train.config import load_recipe
     from sidbench.train.run import train
 
     config = load_recipe(path, overrides)
-    return train(config, outdir, resume=how, dry_run=dry_run, progress=progress, device=dev)
+    result = train(config, outdir, resume=how, dry_run=dry_run, progress=progress, device=dev)
+    if dry_run:
+        result.plan["config"] = config.resolved()  # what a dry run prints
+    return result
 
 
-def validate(method: str, *, outdir: PathLike | None = None, steps: int = 200, progress: bool = True):
+def validate(method: str, *, set: Sequence[str] = (), outdir: PathLike | None = None, steps: int = 50,
+             progress: bool = True):
     """Run the registered `method` through the digits suite on this CPU and check what a method must do.
 
-    The checklist: it builds; `steps` steps with finite loss terms; the same numbers under the same
-    seed and however the batch is split; a run killed with SIGKILL and resumed ends identical;
-    its checkpoint loads for `generate` / `eval --generator`; FD improves over the initial
-    generator. outdir keeps the runs (default: a temporary folder, removed). Returns a
-    `ValidationResult` (`.ok`, `.checks`); it raises only for bad arguments.
+    The checklist: it builds; it draws only from ctx.draws; `steps` steps with finite loss terms; the
+    same numbers under the same seed; a `distill` subprocess killed with SIGKILL and resumed ends
+    identical; its checkpoint loads for `generate` / `eval --generator`; FD improves over the initial
+    generator. set: `key=value` overrides of the validation recipe, as for `distill` (e.g.
+    `method_settings.generator_start_kimg=0`). outdir keeps the runs (default: a temporary folder,
+    removed). Returns a `ValidationResult` (`.ok`, `.failed`, `.checks`); raises only for bad arguments.
     """
     from sidbench.registry import METHODS
 
     if outdir is not None:
         outdir = check_output_path(outdir, kind="dir", option="--outdir")
-    _check_int("steps", steps, 4, hint="a few hundred steps, e.g. --steps 200")
+    _check_int("steps", steps, 5, hint="a few dozen steps, e.g. --steps 50")
+    overrides = _overrides(set)
     METHODS.get(method)  # unknown: names the nearest registered method
     from sidbench.workflows.validate import validate_method
 
-    return validate_method(method, outdir=outdir, steps=steps, progress=progress)
+    return validate_method(method, outdir=outdir, steps=steps, overrides=overrides, progress=progress)

@@ -32,6 +32,14 @@ class RegistryChoices:
         return len(self.registry.names())
 
 
+class AppendTuple(argparse.Action):
+    """A repeatable option collected into a tuple (the API's default `()` cannot be appended to)."""
+
+    def __call__(self, parser: argparse.ArgumentParser, namespace: argparse.Namespace, values: Any,
+                 option_string: str | None = None) -> None:
+        setattr(namespace, self.dest, (*getattr(namespace, self.dest, ()), values))
+
+
 def alias_note(*old: str) -> str:
     """Help suffix for spellings kept for compatibility."""
     return f" (old spelling{'s' if len(old) > 1 else ''} {', '.join(old)} still accepted)"

@@ -1,21 +1,24 @@
-"""`sidbench validate METHOD`: the checklist a method author runs before a pull request (API: `sidbench.validate`)."""
+"""`sidbench validate METHOD`: a method author's checklist before a pull request (API: sidbench.validate)."""
 
 from __future__ import annotations
 
 import argparse
 
 from sidbench import api
-from sidbench.commands.options import RegistryChoices, api_arguments
+from sidbench.commands.options import AppendTuple, RegistryChoices, api_arguments
 from sidbench.registry import METHODS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("method", metavar="METHOD", choices=RegistryChoices(METHODS),
+    parser.add_argument("method", choices=RegistryChoices(METHODS),
                         help="a registered method (`sidbench ls methods`)")
+    parser.add_argument("--set", action=AppendTuple, default=(), metavar="KEY=VALUE",
+                        help="override a setting of the validation recipe, repeatable, as for distill (e.g. "
+                             "method_settings.generator_start_kimg=0 for a generator that waits 100 kimg)")
     parser.add_argument("--outdir", default=None, metavar="DIR",
                         help="keep the validation runs here (default: a temporary folder, removed)")
-    parser.add_argument("--steps", type=int, default=200, metavar="N",
-                        help="optimizer steps of the main run on the digits suite (default 200)")
+    parser.add_argument("--steps", type=int, default=50, metavar="N",
+                        help="optimizer steps of the main run on the digits suite (default 50)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -35,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     console.print(table)
     failed = result.failed
     if failed is not None:
-        console.print(f"[red]validate {result.method}: FAILED at '{escape(failed.name)}': {escape(failed.detail)}")
+        console.print(f"[red]validate {result.method}: FAILED at '{escape(failed.name)}': "
+                      f"{escape(failed.detail)}")
         return 1
     console.print(f"[green]validate {result.method}: every check passed")
     return 0

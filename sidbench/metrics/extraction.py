@@ -56,6 +56,9 @@ def extract_stats(source: ImageSource, extractors: Mapping[str, FeatureExtractor
         task = progress.add_task(description, total=total)
         pending: Future | None = None
         for indices, images in source.batches(batch_size, rank, world):
+            # a transformed batch can arrive with channels-last strides; convolution kernels (and so
+            # the features' last bits) depend on the memory layout, so extractors always get NCHW
+            images = images.contiguous()
             batch = []
             for name, need in needs.items():
                 feats = extractors[name](images)

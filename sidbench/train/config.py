@@ -134,7 +134,8 @@ def path_or_name(value: Any, key: str) -> str | None:
 
 def betas(value: Any, key: str) -> tuple[float, float]:
     if not isinstance(value, list | tuple) or len(value) != 2:
-        raise ConfigError(f"{key} must be a pair [beta1, beta2], got {value!r}", hint=f"e.g. {key}=[0.0,0.999]")
+        raise ConfigError(f"{key} must be a pair [beta1, beta2], got {value!r}",
+                          hint=f"e.g. {key}=[0.0,0.999]")
     check = real(0.0, high=1.0, high_ok=False, example=f"e.g. {key}=[0.0,0.999]")
     return (check(value[0], f"{key}[0]"), check(value[1], f"{key}[1]"))
 
@@ -172,7 +173,8 @@ def free_mapping(value: Any, key: str) -> dict:
     if value is None:
         return {}
     if not isinstance(value, Mapping):
-        raise ConfigError(f"{key} must be a mapping, got {type(value).__name__}", hint="see recipes/README.md")
+        raise ConfigError(f"{key} must be a mapping, got {type(value).__name__}",
+                          hint="see recipes/README.md")
     return dict(value)
 
 
@@ -253,7 +255,7 @@ class TrainingConfig:
         return self.batch_per_gpu if self.batch_per_gpu is not None else self.batch // world
 
     def rounds(self, world: int) -> int:
-        """Accumulation rounds per step: batch / (batch_per_gpu * world); refuses a split that does not divide."""
+        """Accumulation rounds per step: batch / (batch_per_gpu * world), which must divide."""
         b = self.micro_batch(world)
         if b < 1 or self.batch % (b * world):
             per = f"batch_per_gpu {b} x " if self.batch_per_gpu is not None else ""
@@ -399,7 +401,8 @@ def _networks(method: Any, values: Any) -> dict[str, NetworkTraining]:
     if values is None:
         values = {}
     if not isinstance(values, Mapping):
-        raise ConfigError(f"training.networks must map network names to settings, got {type(values).__name__}",
+        raise ConfigError(f"training.networks must map network names to settings, not a "
+                          f"{type(values).__name__}",
                           hint=f"networks of {method.name}: {', '.join(names)}")
     for key in values:
         if key not in names:
@@ -427,7 +430,8 @@ def build_config(raw: Mapping[str, Any], recipe: str | None = None) -> RunConfig
         raise ConfigError(f"name must be a string, got {name!r}", hint="e.g. name: sid-digits")
     training_raw = raw.get("training")
     if training_raw is not None and not isinstance(training_raw, Mapping):
-        raise ConfigError("training must be a mapping of settings", hint="e.g. training: {duration_kimg: 500}")
+        raise ConfigError("training must be a mapping of settings",
+                          hint="e.g. training: {duration_kimg: 500}")
     training_raw = dict(training_raw or {})
     training = _build(TrainingConfig, training_raw, "training", skip=("networks", "eval"))
     training = dataclasses.replace(

@@ -65,7 +65,8 @@ class DatasetData(TrainingData):
 
     def describe(self) -> dict[str, Any]:
         info = self.dataset.describe() if hasattr(self.dataset, "describe") else {}
-        return {"kind": self.describe_kind, **info, "images": self.want_images, "labels": bool(self.label_dim)}
+        return {"kind": self.describe_kind, **info, "images": self.want_images,
+                "labels": bool(self.label_dim)}
 
     def close(self) -> None:
         self.dataset.close()

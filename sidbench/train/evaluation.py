@@ -46,7 +46,7 @@ class Evaluator:
         ev = config.training.eval
         self.protocols = list(ev.protocols or self.suite.protocols)
         if not self.protocols:
-            raise ConfigError(f"training.eval_kimg is set, but suite {self.suite.name} has no metric protocols",
+            raise ConfigError(f"training.eval_kimg is set, but suite {self.suite.name} has no protocols",
                               hint="set training.eval.protocols, or training.eval_kimg=null")
         if product_role not in ("generator", "teacher"):
             raise ConfigError(f"method {method.name}'s product is a '{product_role}' network, which has no "

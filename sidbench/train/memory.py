@@ -26,7 +26,8 @@ class BatchTooLarge(ConfigError):
 
     def __init__(self, batch: int, need: int, per_image: int, available: int, fit: int, device: str,
                  option: str = "training.batch_per_gpu"):
-        self.batch, self.need, self.per_image, self.available, self.fit = batch, need, per_image, available, fit
+        self.batch, self.need, self.per_image = batch, need, per_image
+        self.available, self.fit = available, fit
         super().__init__(
             f"batch {batch:,} needs at least {gigabytes(need)} on {device} ({gigabytes(per_image)} of "
             f"activations per image), more than the {gigabytes(available)} available",
@@ -80,7 +81,8 @@ def parameter_bytes(modules: Iterable[torch.nn.Module]) -> int:
 def estimate_training_memory(net: torch.nn.Module, run: Callable[[int], torch.Tensor],
                              device: torch.device) -> MemoryEstimate:
     """One network trained with Adam and an EMA: `per_image_bytes(run)` and 5 copies of its weights."""
-    return MemoryEstimate(per_image_bytes=per_image_bytes(run, device), fixed_bytes=5 * parameter_bytes([net]))
+    return MemoryEstimate(per_image_bytes=per_image_bytes(run, device),
+                          fixed_bytes=5 * parameter_bytes([net]))
 
 
 def _cgroup_available() -> int | None:

@@ -148,7 +148,7 @@ def build_networks(config: RunConfig, method: Any, device: torch.device, teacher
         teacher_info = loaded["info"]
         architecture = architecture or loaded["config"]
     if architecture is None:
-        raise ConfigError(f"method {method.name} starts its networks from scratch and no architecture is known",
+        raise ConfigError(f"method {method.name} trains from scratch and no architecture is known",
                           hint="set training.architecture (a network config) or training.teacher")
 
     nets: dict[str, torch.nn.Module] = {}

@@ -24,7 +24,7 @@ from typing import Any
 import torch
 
 import sidbench.distributed as distributed
-from sidbench.errors import ConfigError
+from sidbench.errors import AssetError, ConfigError
 from sidbench.fileio import atomic_write_text, check_output_path
 from sidbench.jsonsafe import dumps
 from sidbench.train import checkpoint as ckpt
@@ -85,15 +85,24 @@ def _resolve(config: RunConfig, method: Any) -> dict[str, Any]:
     training = config.training
     plan: dict[str, Any] = {"suite": suite.name, "method": method.name}
     teacher = None
-    if teacher_needed(config, method) or training.architecture is None:
-        teacher = resolve_suite(suite, teacher=training.teacher, need=("teacher",)).teacher
+    needed = teacher_needed(config, method)
+    if needed or training.architecture is None:
+        try:
+            teacher = resolve_suite(suite, teacher=training.teacher, need=("teacher",)).teacher
+        except AssetError as exc:
+            if needed:
+                raise
+            raise ConfigError(f"method {method.name} trains from scratch and takes its architecture from the "
+                              f"teacher, but {exc.message}",
+                              hint="set training.architecture to a network config {class_name, init_kwargs}"
+                              ) from None
         record = read_network_record(teacher)
-        plan["teacher"] = {"path": str(teacher), "sha256": record["weights_sha256"],
-                           "loaded": teacher_needed(config, method)}
+        plan["teacher"] = {"path": str(teacher), "sha256": record["weights_sha256"], "loaded": needed}
     plan["teacher_path"] = str(teacher) if teacher is not None else None
     if training.init_generator is not None:
         folder = resolve_init_generator(training.init_generator)
-        plan["init_generator"] = {"path": str(folder), "sha256": read_network_record(folder)["weights_sha256"]}
+        digest = read_network_record(folder)["weights_sha256"]
+        plan["init_generator"] = {"path": str(folder), "sha256": digest}
     return plan
 
 
@@ -129,8 +138,9 @@ def _pick_checkpoint(outdir: Path, resume: str | os.PathLike | None, config_hash
         path = Path(resume).expanduser()
         found = (path.parent if path.name == ckpt.STATE else path, ckpt.read_state(path))
     if found is not None and found[1].get("config_hash") != config_hash:
+        theirs = str(found[1].get("config_hash"))[:12]
         raise ConfigError(f"checkpoint {found[0]} belongs to a run of another config "
-                          f"(hash {str(found[1].get('config_hash'))[:12]}..., this one {config_hash[:12]}...)",
+                          f"(hash {theirs}..., this one {config_hash[:12]}...)",
                           hint="resume it with the config.json of its run folder, or start a new --outdir")
     return found
 
@@ -163,14 +173,16 @@ class _Run:
 
     def _shape(self, nets: Networks) -> tuple[tuple[int, int, int], int]:
         net = next(iter(nets.nets.values()))
-        return (int(net.img_channels), int(net.img_resolution), int(net.img_resolution)), int(net.label_dim or 0)
+        c, r = int(net.img_channels), int(net.img_resolution)
+        return (c, r, r), int(net.label_dim or 0)
 
     def _product(self, nets: Networks) -> torch.nn.Module:
         name = self.method.product
         return nets.emas[name].net if name in nets.emas else nets.nets[name]
 
     def _state(self, step: int, stepper: Stepper, nets: Networks, elapsed: float) -> dict[str, Any]:
-        return {"kimg": step * self.batch / 1000, "nimg": step * self.batch, "data_position": step * self.batch,
+        nimg = step * self.batch
+        return {"kimg": nimg / 1000, "nimg": nimg, "data_position": nimg,
                 "config_hash": self.hash, "config": self.config.resolved(), "guard": stepper.guard.state(),
                 "wall_time_s": round(elapsed, 3), "world_size": self.world,
                 "batch_per_gpu": self.training.micro_batch(self.world), "teacher": nets.teacher_info,
@@ -228,12 +240,13 @@ class _Run:
                              "generator_sha256": _weights_sha(checkpoint / ckpt.PRODUCT)})
         cost = {"train_seconds": round(elapsed, 2),
                 "device_hours": round(elapsed * self.world / 3600, 4)}
-        record = evaluator.evaluate(product, sigma_init=_product_sigma(self.method, self.config.method_settings),
-                                    step=step, kimg=step * self.batch / 1000, networks=networks, cost=cost,
-                                    world=self.world)
+        sigma_init = _product_sigma(self.method, self.config.method_settings)
+        record = evaluator.evaluate(product, sigma_init=sigma_init, step=step, kimg=step * self.batch / 1000,
+                                    networks=networks, cost=cost, world=self.world)
         if self.main:
             append_record(self.outdir, record)
-            values = {k: v["value"] for k, v in record["metrics"].items() if isinstance(v.get("value"), float)}
+            values = {k: v["value"] for k, v in record["metrics"].items()
+                      if isinstance(v.get("value"), float)}
             monitor.metrics(step, values)
         barrier()
 
@@ -262,7 +275,8 @@ class _Run:
         if found is not None:
             folder, state = found
             self._load_checkpoint(folder, state, stepper, nets)
-            start, elapsed_before, resumed_from = int(state["step"]), float(state.get("wall_time_s", 0.0)), folder
+            start, resumed_from = int(state["step"]), folder
+            elapsed_before = float(state.get("wall_time_s", 0.0))
         if self.main:
             truncate_jsonl(self.outdir / LOG, start if found is not None else -1)
             truncate_jsonl(self.outdir / METRICS, start if found is not None else -1)
@@ -296,9 +310,9 @@ class _Run:
                 if _crossed(step, self.batch, self.training.log_every_kimg) or final:
                     now = time.perf_counter()
                     rate = (step - log_step) * self.batch / 1000 / max(now - log_t, 1e-9)
-                    monitor.log({"step": step, "kimg": step * self.batch / 1000, "time_s": round(elapsed(), 3),
-                                 "kimg_per_s": round(rate, 4), "terms": stepper.window.means(),
-                                 "skipped": stepper.window.skipped, "lr": stepper.learning_rates(step - 1)})
+                    monitor.log({"step": step, "kimg": step * self.batch / 1000,
+                                 "time_s": round(elapsed(), 3), "kimg_per_s": round(rate, 4),
+                                 "terms": stepper.window.means(), "skipped": stepper.window.skipped, "lr": stepper.learning_rates(step - 1)})
                     stepper.window = type(stepper.window)()
                     log_t, log_step = now, step
                 due_eval = evaluator is not None and (_crossed(step, self.batch, self.training.eval_kimg)
@@ -317,7 +331,8 @@ class _Run:
         records = read_jsonl(self.outdir / METRICS)
         return RunResult(outdir=self.outdir, steps=step, kimg=step * self.batch / 1000, checkpoint=last_ckpt,
                          product=last_ckpt / ckpt.PRODUCT if last_ckpt is not None else None, records=records,
-                         wall_time_s=round(time.perf_counter() - t_start, 3), finished=step >= self.total_steps,
+                         wall_time_s=round(time.perf_counter() - t_start, 3),
+                         finished=step >= self.total_steps,
                          resumed_from=resumed_from, config_hash=self.hash, plan=plan,
                          skipped_updates=stepper.guard.skipped)
 
@@ -384,7 +399,8 @@ def train(config: RunConfig, outdir: str | os.PathLike, *, resume: str | os.Path
     if not isinstance(config, RunConfig):
         raise ConfigError(f"train() takes a RunConfig, not a {type(config).__name__}",
                           hint="build one with sidbench.train.config.load_recipe")
-    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int) or max_steps < 1):
+    if max_steps is not None and (isinstance(max_steps, bool) or not isinstance(max_steps, int)
+                                  or max_steps < 1):
         raise ConfigError(f"max_steps must be a whole number >= 1, got {max_steps!r}")
     out = check_output_path(outdir, kind="dir", option="outdir")
     method = config.get_method()
@@ -392,10 +408,14 @@ def train(config: RunConfig, outdir: str | os.PathLike, *, resume: str | os.Path
     _check_outdir(out, config_hash)
     dev = run_device(device)
     plan = _resolve(config, method)
+    plan["precision"] = config.training.precision
+    if config.training.precision == "fp16" and dev.type != "cuda":
+        plan["precision"] = "fp32 (fp16 is EDM's network-level fp16, which runs on CUDA only)"
+        warnings.warn(f"training.precision fp16 runs in float32 on {dev.type}: EDM's use_fp16 acts on "
+                      "CUDA only",
+                      stacklevel=2)
     if dry_run:
-        found = ckpt.newest_valid(out) if resume is not None and str(resume) == "auto" else None
-        if resume is not None and str(resume) != "auto":
-            found = _pick_checkpoint(out, resume, config_hash)
+        found = _pick_checkpoint(out, resume, config_hash)
         data = open_training_data(config.get_suite(), method, config.training.seed, config.training.batch,
                                   config.training.dataset)
         plan["data"] = data.describe()

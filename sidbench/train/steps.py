@@ -75,7 +75,8 @@ class Stepper:
         self.settings = config.method_settings
         self.phases = tuple(method.phases(self.settings))
         if not self.phases:
-            raise ConfigError(f"method {method.name} declares no phases", hint="a method needs at least one phase")
+            raise ConfigError(f"method {method.name} declares no phases",
+                              hint="a method needs at least one phase")
         self.update_index = {u.name: i for i, u in enumerate(method.updates)}
         for phase in self.phases:
             for name in phase.updates:
@@ -115,8 +116,8 @@ class Stepper:
         to = {"device": self.device, "non_blocking": True}
         return UpdateContext(
             nets=self.networks.for_update(), settings=self.settings,
-            draws=Draws(sample_generators(self.training.seed, step, DRAWS, self.update_index[update], indices),
-                        self.device),
+            draws=Draws(sample_generators(self.training.seed, step, DRAWS, self.update_index[update],
+                                          indices), self.device),
             labels=labels.to(**to) if labels is not None else None,
             images=images.to(**to) if images is not None else None,
             img_shape=self.img_shape, label_dim=self.label_dim, kimg=step * self.batch / 1000, step=step,
@@ -129,8 +130,8 @@ class Stepper:
             raise ConfigError(f"update {update.name} of method {self.method.name} returned "
                               f"{type(out).__name__}, not a LossOutput")
         if tuple(out.per_sample.shape) != (ctx.micro_batch,):
-            raise ConfigError(f"update {update.name} of method {self.method.name} returned per_sample of shape "
-                              f"{tuple(out.per_sample.shape)}, expected ({ctx.micro_batch},)")
+            raise ConfigError(f"update {update.name} of method {self.method.name} returned per_sample of "
+                              f"shape {tuple(out.per_sample.shape)}, expected ({ctx.micro_batch},)")
         return out
 
     def _slice(self, data: Batch, round_: int) -> Batch:

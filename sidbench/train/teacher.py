@@ -102,8 +102,8 @@ def _check_batch_size(batch: int, suite: Any, default_batch: int) -> None:
     """Refuse a batch larger than a finite dataset: every batch would repeat images."""
     n = suite.dataset.num_images
     if n and batch > n:
-        raise ConfigError(f"batch {batch:,} is larger than the {suite.name} dataset ({n:,} images): every batch "
-                          "would repeat images",
+        raise ConfigError(f"batch {batch:,} is larger than the {suite.name} dataset ({n:,} images): "
+                          "every batch would repeat images",
                           hint=f"use --batch {n} or less (the suite's default is {default_batch})")
 
 
@@ -119,7 +119,8 @@ def teacher_recipe(suite_name: str, cfg: dict[str, Any], net_cfg: dict, seed: in
                             "label_dropout": cfg["label_dropout"]},
         "training": {
             "seed": seed, "batch": batch, "duration_kimg": cfg["kimg"], "architecture": net_cfg,
-            "networks": {"denoiser": {"optimizer": "adam", "lr": cfg["lr"], "betas": [0.9, 0.999], "eps": 1e-8,
+            "networks": {"denoiser": {"optimizer": "adam", "lr": cfg["lr"], "betas": [0.9, 0.999],
+                                      "eps": 1e-8,
                                       "ema_halflife_kimg": cfg["ema_halflife_kimg"],
                                       "ema_rampup": cfg["ema_rampup"], "warmup_kimg": cfg["lr_rampup_kimg"]}},
             "checkpoint_kimg": None, "eval_kimg": None, "tensorboard": False,
@@ -160,7 +161,8 @@ def train_teacher(suite_name: str, out_dir: str | os.PathLike, *, kimg: float | 
         if value is not None:
             cfg[key] = value
     _check_settings(cfg, seed)
-    net_cfg = {"class_name": net_cfg["class_name"], "init_kwargs": {**net_cfg["init_kwargs"], **net_overrides}}
+    net_cfg = {"class_name": net_cfg["class_name"],
+               "init_kwargs": {**net_cfg["init_kwargs"], **net_overrides}}
     dev = parse_device(device)
     batch = int(cfg["batch_size"])
     _check_batch_size(batch, suite, default_batch)

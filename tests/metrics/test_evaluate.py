@@ -597,4 +597,5 @@ def test_compute_reference_applies_the_protocols_crop_and_covariance(tmp_path):
     assert np.array_equal(ref.mu, direct.mean()) and np.array_equal(ref.sigma, direct.cov(unbiased=True))
     assert meta["cov"] == "unbiased" and meta["dataset_info"]["transform"] == "center-crop+lanczos-256"
     with pytest.raises(ConfigError, match="is a kid protocol"):
-        compute_reference(TensorImageSource(imgs), tmp_path / "k.npz", "kid-100x1000", extractor=TinyExtractor())
+        compute_reference(TensorImageSource(imgs), tmp_path / "k.npz", "kid-100x1000",
+                          extractor=TinyExtractor())

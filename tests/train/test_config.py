@@ -114,7 +114,8 @@ def test_resolved_fills_every_default_and_is_json(recipe):
 def test_the_hash_is_stable_and_ignores_descriptions(recipe):
     base = load_recipe(recipe).config_hash()
     assert base == load_recipe(recipe).config_hash()
-    assert base == load_recipe(recipe, ["name=other", "hardware.gpus=8", "expected=[{value: 1.9}]"]).config_hash()
+    described = ["name=other", "hardware.gpus=8", "expected=[{value: 1.9}]"]
+    assert base == load_recipe(recipe, described).config_hash()
     assert base == load_recipe(recipe, ["training.networks.fake.lr=0.001"]).config_hash()  # same value
 
 
@@ -122,7 +123,8 @@ CHANGES = [
     "training.seed=4", "training.batch=16", "training.batch_per_gpu=4", "training.duration_kimg=0.16",
     "training.precision=bf16", "training.teacher=/elsewhere", "training.nan_guard=3",
     "training.checkpoint_kimg=0.016", "training.eval_kimg=1", "training.eval.num_images=10",
-    "training.log_every_kimg=0.032", "training.networks.fake.lr=2e-3", "training.networks.fake.betas=[0.5,0.9]",
+    "training.log_every_kimg=0.032", "training.networks.fake.lr=2e-3",
+    "training.networks.fake.betas=[0.5,0.9]",
     "training.networks.fake.eps=1e-6", "training.networks.fake.weight_decay=0.1",
     "training.networks.fake.grad_clip_value=1", "training.networks.fake.grad_clip_norm=1",
     "training.networks.fake.dropout=0.1", "training.networks.generator.ema_halflife_kimg=1",

@@ -160,8 +160,8 @@ def test_every_sample_sees_the_same_draws_and_data_however_the_batch_is_split(tm
 
 
 def test_data_order_walks_epochs_of_the_dataset(tmp_path):
-    from sidbench.train.data import DatasetData
     from sidbench.data.digits import DigitsDataset
+    from sidbench.train.data import DatasetData
 
     data = DatasetData(DigitsDataset(resolution=16), seed=0, batch=599, images=False, labels=True)
     seen = torch.cat([data.batch(k, torch.arange(599).numpy())[1].argmax(1) for k in range(3)])
@@ -213,7 +213,8 @@ def test_dry_run_refuses_a_teacher_of_another_suite(tmp_path):
 
 def test_init_generator_starts_the_generator_and_its_ema(teacher, tmp_path, uninterrupted):
     cfg = load_recipe(toy_recipe(teacher), [f"training.init_generator={uninterrupted.outdir}",
-                                            "training.duration_kimg=0.008", "training.networks.generator.lr=1e-12"])
+                                            "training.duration_kimg=0.008",
+                                            "training.networks.generator.lr=1e-12"])
     r = train(cfg, tmp_path / "run", progress=False)
     start = _weights(uninterrupted.checkpoint, "generator-ema")
     assert _max_diff(_weights(r.checkpoint, "generator"), start) < 1e-6
@@ -226,7 +227,8 @@ def test_periodic_evaluation_appends_records_with_the_checkpoint_sha(tmp_path):
 
     teacher = save_teacher(tmp_path / "teacher", DIGITS_TEACHER)
     recipe = {"suite": "digits", "method": "test-sidlike",
-              "training": {"batch": 4, "duration_kimg": 0.012, "teacher": str(teacher), "checkpoint_kimg": None,
+              "training": {"batch": 4, "duration_kimg": 0.012, "teacher": str(teacher),
+                           "checkpoint_kimg": None,
                            "eval_kimg": 0.008, "tensorboard": False,
                            "eval": {"protocols": ["digits-fd"], "num_images": 64, "batch_size": 64}}}
     r = train(load_recipe(recipe), tmp_path / "run", progress=False)
@@ -256,5 +258,50 @@ def test_a_method_returning_the_wrong_shape_is_named(teacher, tmp_path):
     if "test-broken-shape" not in METHODS._items:
         METHODS.register("test-broken-shape", broken, source="tests")
     recipe = {**toy_recipe(teacher), "method": "test-broken-shape"}
-    with pytest.raises(ConfigError, match=r"update fake of method test-broken-shape returned per_sample of shape"):
+    with pytest.raises(ConfigError, match=r"update fake of method test-broken-shape returned per_sample"):
         train(load_recipe(recipe), tmp_path / "run", progress=False)
+
+
+def test_bf16_autocast_trains_and_differs_from_fp32(teacher, tmp_path, uninterrupted):
+    r = train(load_recipe(toy_recipe(teacher), ["training.precision=bf16"]), tmp_path / "run", progress=False)
+    a, b = _weights(r.checkpoint, "generator"), _weights(uninterrupted.checkpoint, "generator")
+    assert all(torch.isfinite(v).all() for v in a.values()) and not _equal(a, b)
+
+
+def test_fp16_on_cpu_warns_that_it_runs_in_float32(teacher, tmp_path):
+    with pytest.warns(UserWarning, match="fp16 runs in float32 on cpu"):
+        r = train(load_recipe(toy_recipe(teacher), ["training.precision=fp16"]), tmp_path / "run",
+                  dry_run=True)
+    assert r.plan["precision"].startswith("fp32")
+
+
+def test_keep_checkpoints_prunes_the_oldest(teacher, tmp_path):
+    cfg = load_recipe(toy_recipe(teacher), ["training.keep_checkpoints=1"])
+    r = train(cfg, tmp_path / "run", progress=False)
+    assert [p.name for p in list_checkpoints(r.outdir)] == ["step-00000010"]
+
+
+def test_tensorboard_true_without_tensorboard_is_refused(teacher, tmp_path):
+    cfg = load_recipe(toy_recipe(teacher), ["training.tensorboard=true"])
+    try:
+        import tensorboard  # noqa: F401
+    except ImportError:
+        with pytest.raises(ConfigError, match="TensorBoard is not installed"):
+            train(cfg, tmp_path / "run", progress=False)
+    else:
+        r = train(cfg, tmp_path / "run", progress=False)
+        assert (r.outdir / "tensorboard").is_dir()
+
+
+def test_training_from_scratch_needs_an_architecture(tmp_path):
+    recipe = {"suite": "toy2d", "method": "test-drawlog", "training": {"batch": 8, "duration_kimg": 0.008}}
+    with pytest.raises(ConfigError, match="set training.architecture"):
+        train(load_recipe(recipe), tmp_path / "run", dry_run=True)
+
+
+@pytest.mark.parametrize("bad", [0, -1, 2.5, True])
+def test_bad_max_steps_and_config_types_are_refused(teacher, tmp_path, bad):
+    with pytest.raises(ConfigError, match="max_steps"):
+        train(load_recipe(toy_recipe(teacher)), tmp_path / "run", max_steps=bad)
+    with pytest.raises(ConfigError, match="takes a RunConfig"):
+        train(toy_recipe(teacher), tmp_path / "run")
