@@ -121,7 +121,8 @@ def test_bench_trainer_step_vs_bare_loop(benchmark, tmp_path):
     trainer, hand = statistics.median(times["trainer"]), statistics.median(times["bare"])
     ratio = trainer / hand
     benchmark.extra_info.update({"trainer_step_ms": round(trainer * 1e3, 2),
-                                 "bare_step_ms": round(hand * 1e3, 2), "ratio": round(ratio, 3), "batch": BATCH})
+                                 "bare_step_ms": round(hand * 1e3, 2), "ratio": round(ratio, 3),
+                                 "batch": BATCH})
     print(f"\ntrainer step {trainer * 1e3:.1f} ms, bare loop {hand * 1e3:.1f} ms, ratio {ratio:.3f}")
     assert np.isfinite(ratio)
 

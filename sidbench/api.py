@@ -457,12 +457,14 @@ def train_teacher(*, suite: str, out: PathLike, kimg: float | None = None, batch
 
 
 def quickstart(*, out: PathLike = "runs/quickstart", suite: str = "digits", num_images: int = 2000,
-               batch_size: int = 250, device: str | None = None, few_steps: int = 2,
+               batch_size: int = 250, device: str | None = None, few_steps: int = 2, distill: bool = True,
                progress: bool = True) -> dict[str, Any]:
     """The embedded default suite end to end: generate with its shipped teacher, evaluate, record.
 
+    With `distill` (digits only), the teacher is also distilled into one-step generators with SiD
+    and SiDA (recipes/sid-digits.yaml, recipes/sida-digits.yaml) and their rows (NFE 1) added.
     Writes `out/results.json` (one record per row) and returns it; device defaults to cuda
-    when available. Resumable: a rerun reuses finished images.
+    when available. Resumable: a rerun reuses finished images and finished training runs.
     """
     out = check_output_path(out, kind="dir", option="--out")
     _check_int("num_images", num_images, 1, hint="the digits protocols use 2000")
@@ -474,8 +476,10 @@ def quickstart(*, out: PathLike = "runs/quickstart", suite: str = "digits", num_
     _suite(suite)
     from sidbench.workflows.quickstart import quickstart as run_quickstart
 
+    if not isinstance(distill, bool):
+        raise ConfigError(f"--distill must be true or false, not {distill!r}")
     return run_quickstart(out, suite=suite, num_images=num_images, batch_size=batch_size, device=str(dev),
-                          few_steps=few_steps, progress=progress)
+                          few_steps=few_steps, distill=distill, progress=progress)
 
 
 RESUME_CHOICES = ("auto", "none")  # or the path of a checkpoint

@@ -120,7 +120,8 @@ def _misspell(word: str) -> str:
 
 def test_choice_options_are_found():
     found = {_id(x) for x in _choice_actions()}
-    assert {"generate:sampler", "ls:kind", "train-teacher:suite", "eval:suite", "convert:role"} <= found
+    assert {"generate:sampler", "ls:kind", "train-teacher:suite", "eval:suite", "convert:role",
+            "validate:method"} <= found
 
 
 @pytest.mark.parametrize("item", _choice_actions(), ids=_id)
@@ -191,7 +192,8 @@ _WORK = [("sidbench.nets.native", "load_network"), ("sidbench.generation", "gene
          ("sidbench.metrics.evaluate", "evaluate"), ("sidbench.metrics.evaluate", "evaluate_seed_sets"),
          ("sidbench.metrics.evaluate", "compute_reference"), ("sidbench.nets.persistence", "convert_pickle"),
          ("sidbench.nets.state_dict", "convert_state_dict"), ("sidbench.train.teacher", "train_teacher"),
-         ("sidbench.workflows.quickstart", "quickstart")]
+         ("sidbench.workflows.quickstart", "quickstart"), ("sidbench.train.run", "train"),
+         ("sidbench.train.config", "load_recipe"), ("sidbench.workflows.validate", "validate_method")]
 
 
 @pytest.fixture
@@ -211,11 +213,13 @@ OUTPUTS = {
     "convert": (["{tmp}/net.pkl", "--trust-pickle"], "--out", "dir"),
     "train-teacher": (["--suite", "digits"], "--out", "dir"),
     "quickstart": (["--num-images", "2"], "--out", "dir"),
+    "distill": (["{tmp}/recipe.yaml"], "--outdir", "dir"),
+    "validate": (["sid"], "--outdir", "dir"),
 }
 
 
 def test_every_output_option_is_covered():
-    outputs = {verb for verb, a in _all_actions() if a.dest in ("out", "json") and a.nargs != 0}
+    outputs = {verb for verb, a in _all_actions() if a.dest in ("out", "outdir", "json") and a.nargs != 0}
     assert outputs == set(OUTPUTS)
 
 
@@ -267,7 +271,7 @@ def _numeric_actions() -> list[tuple[str, argparse.Action]]:
 def test_numeric_options_are_found():
     found = {_id(x) for x in _numeric_actions()}
     assert {"generate:rho", "generate:num_steps", "train-teacher:lr", "train-teacher:kimg", "eval:sigma_init",
-            "refstats:max_images", "quickstart:few_steps", "convert:sigma_init"} <= found
+            "refstats:max_images", "quickstart:few_steps", "convert:sigma_init", "validate:steps"} <= found
 
 
 def _numeric_cases():
@@ -281,7 +285,8 @@ def _numeric_cases():
 NUMERIC_CONTEXT = {
     "generate": ["--network", "digits", "--num-images", "2"], "eval": ["--images", "{tmp}/images"],
     "refstats": ["--suite", "digits"], "convert": ["{tmp}/net.pkl", "--role", "generator"],
-    "train-teacher": ["--suite", "digits"], "quickstart": [],
+    "train-teacher": ["--suite", "digits"], "quickstart": [], "distill": ["{tmp}/recipe.yaml"],
+    "validate": ["sid"],
 }
 
 
@@ -323,7 +328,7 @@ DEVICE_CONTEXT = {**NUMERIC_CONTEXT, "eval": ["--images", "{tmp}/images", "--jso
                   "generate": ["--network", "digits", "--num-images", "2", "--out", "{tmp}/o"],
                   "refstats": ["--suite", "digits", "--out", "{tmp}/r.npz"],
                   "train-teacher": ["--suite", "digits", "--out", "{tmp}/t"],
-                  "quickstart": ["--out", "{tmp}/q"]}
+                  "quickstart": ["--out", "{tmp}/q"], "distill": ["{tmp}/recipe.yaml", "--outdir", "{tmp}/o"]}
 
 
 @pytest.mark.parametrize("verb", [v for v, a in _all_actions() if a.dest == "device"])

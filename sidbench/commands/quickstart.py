@@ -20,6 +20,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="batch size for sampling and extraction (default 250)" + alias_note("--batch"))
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument("--few-steps", type=int, default=2, help="Heun steps of the few-step row (default 2)")
+    parser.add_argument("--distill", action=argparse.BooleanOptionalAction, default=True,
+                        help="distil the digits teacher with SiD and SiDA and add their one-step rows "
+                             "(default; --no-distill skips them)")
 
 
 def run(args: argparse.Namespace) -> int:

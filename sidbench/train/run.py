@@ -312,7 +312,8 @@ class _Run:
                     rate = (step - log_step) * self.batch / 1000 / max(now - log_t, 1e-9)
                     monitor.log({"step": step, "kimg": step * self.batch / 1000,
                                  "time_s": round(elapsed(), 3), "kimg_per_s": round(rate, 4),
-                                 "terms": stepper.window.means(), "skipped": stepper.window.skipped, "lr": stepper.learning_rates(step - 1)})
+                                 "terms": stepper.window.means(), "skipped": stepper.window.skipped,
+                                 "lr": stepper.learning_rates(step - 1)})
                     stepper.window = type(stepper.window)()
                     log_t, log_step = now, step
                 due_eval = evaluator is not None and (_crossed(step, self.batch, self.training.eval_kimg)

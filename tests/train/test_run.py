@@ -99,8 +99,10 @@ def test_a_checkpoint_without_state_is_not_a_checkpoint(teacher, tmp_path):
     run = tmp_path / "run"
     train(cfg, run, progress=False, max_steps=4)
     (list_checkpoints(run)[0] / "state.json").unlink()
-    with pytest.warns(UserWarning, match="no state.json"):
+    with pytest.warns(UserWarning) as caught:
         done = train(cfg, run, progress=False, max_steps=5)
+    messages = [str(w.message) for w in caught]
+    assert any("no state.json" in m for m in messages) and any("starting from step 0" in m for m in messages)
     assert done.resumed_from is None and done.steps == 5
 
 
@@ -305,3 +307,13 @@ def test_bad_max_steps_and_config_types_are_refused(teacher, tmp_path, bad):
         train(load_recipe(toy_recipe(teacher)), tmp_path / "run", max_steps=bad)
     with pytest.raises(ConfigError, match="takes a RunConfig"):
         train(toy_recipe(teacher), tmp_path / "run")
+
+
+def test_a_teacher_product_is_evaluated_with_the_suites_heun_sampler(tmp_path):
+    recipe = {"suite": "digits", "method": "test-drawlog",
+              "training": {"batch": 4, "duration_kimg": 0.004, "architecture": DIGITS_TEACHER, "eval_kimg": 1,
+                           "tensorboard": False, "checkpoint_kimg": None,
+                           "eval": {"protocols": ["digits-fd"], "num_images": 64, "batch_size": 64}}}
+    r = train(load_recipe(recipe), tmp_path / "run", progress=False)
+    assert [rec["step"] for rec in r.records] == [0, 1]
+    assert r.records[-1]["method"]["nfe"] == 35 and r.records[-1]["images"]["role"] == "teacher"

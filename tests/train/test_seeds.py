@@ -15,7 +15,8 @@ def test_a_sample_seed_depends_on_its_index_not_on_its_neighbours():
     assert len(set(whole.tolist())) == 64 and int(whole.max()) < 2**63
 
 
-@pytest.mark.parametrize("change", [(1, 5, DRAWS, 1), (0, 6, DRAWS, 1), (0, 5, DRAWS + 1, 1), (0, 5, DRAWS, 2)])
+@pytest.mark.parametrize("change", [(1, 5, DRAWS, 1), (0, 6, DRAWS, 1), (0, 5, DRAWS + 1, 1),
+                                    (0, 5, DRAWS, 2)])
 def test_every_part_of_the_key_changes_the_seeds(change):
     base = sample_seeds(0, 5, DRAWS, 1, np.arange(32))
     other = sample_seeds(*change, np.arange(32))
