@@ -537,7 +537,7 @@ def distill(recipe: PathLike, *, set: Sequence[str] = (), outdir: PathLike, resu
     return result
 
 
-def validate(method: str, *, set: Sequence[str] = (), outdir: PathLike | None = None, steps: int = 50,
+def validate(method: str, *, set: Sequence[str] = (), outdir: PathLike | None = None, steps: int = 40,
              progress: bool = True):
     """Run the registered `method` through the digits suite on this CPU and check what a method must do.
 
@@ -552,7 +552,7 @@ def validate(method: str, *, set: Sequence[str] = (), outdir: PathLike | None = 
 
     if outdir is not None:
         outdir = check_output_path(outdir, kind="dir", option="--outdir")
-    _check_int("steps", steps, 5, hint="a few dozen steps, e.g. --steps 50")
+    _check_int("steps", steps, 5, hint="a few dozen steps, e.g. --steps 40")
     overrides = _overrides(set)
     METHODS.get(method)  # unknown: names the nearest registered method
     from sidbench.workflows.validate import validate_method

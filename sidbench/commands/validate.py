@@ -10,15 +10,16 @@ from sidbench.registry import METHODS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("method", choices=RegistryChoices(METHODS),
+    parser.add_argument("method", choices=RegistryChoices(METHODS), metavar="METHOD",
                         help="a registered method (`sidbench ls methods`)")
     parser.add_argument("--set", action=AppendTuple, default=(), metavar="KEY=VALUE",
                         help="override a setting of the validation recipe, repeatable, as for distill (e.g. "
                              "method_settings.generator_start_kimg=0 for a generator that waits 100 kimg)")
     parser.add_argument("--outdir", default=None, metavar="DIR",
                         help="keep the validation runs here (default: a temporary folder, removed)")
-    parser.add_argument("--steps", type=int, default=50, metavar="N",
-                        help="optimizer steps of the main run on the digits suite (default 50)")
+    parser.add_argument("--steps", type=int, default=40, metavar="N",
+                        help="optimizer steps (16 images each) of the main run on the digits suite "
+                             "(default 40)")
 
 
 def run(args: argparse.Namespace) -> int:

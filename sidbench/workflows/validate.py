@@ -45,11 +45,11 @@ from sidbench.errors import SidbenchError
 from sidbench.registry import METHODS
 
 SUITE = "digits"
-BATCH = 32
+BATCH = 16
 LR = 1e-4
 EMA_HALFLIFE_KIMG = 0.5
 FD_PROTOCOL = "digits-fd"
-FD_IMAGES = 1000
+FD_IMAGES = 500
 NAN_GUARD = 5
 KILL_TIMEOUT_S = 600.0
 CHECK_NAMES = ("builds", "draws only from ctx.draws", "steps with finite losses", "same seed, same numbers",
@@ -92,12 +92,14 @@ def checkpoint_every(steps: int) -> int:
     return max(1, steps // 5)
 
 
-def validation_recipe(method_name: str, steps: int, batch: int = BATCH) -> dict[str, Any]:
+def validation_recipe(method_name: str, steps: int, batch: int = BATCH,
+                      evaluate: bool = True) -> dict[str, Any]:
     """The digits recipe validate runs: the method's default settings and a small training block.
 
     Every trainable network gets Adam (0, 0.999) at lr 1e-4 (a short run), EMA half-life 0.5 kimg
-    where the method keeps one; checkpoints every `checkpoint_every(steps)` steps; a log line per
-    step; the product's FD on 1,000 images at kimg 0 and at the end.
+    where the method keeps one; batches of 16; checkpoints every `checkpoint_every(steps)` steps;
+    a log line per step; with `evaluate`, the product's FD on 500 images at kimg 0 and at the end
+    (evaluation draws nothing the training uses, so the runs without it must match bit for bit).
     """
     method = METHODS.get(method_name)
     kimg = batch / 1000
@@ -114,7 +116,8 @@ def validation_recipe(method_name: str, steps: int, batch: int = BATCH) -> dict[
         "training": {
             "seed": 0, "batch": batch, "batch_per_gpu": batch, "duration_kimg": steps * kimg,
             "precision": "fp32", "networks": networks, "nan_guard": NAN_GUARD,
-            "checkpoint_kimg": checkpoint_every(steps) * kimg, "eval_kimg": steps * kimg,
+            "checkpoint_kimg": checkpoint_every(steps) * kimg,
+            "eval_kimg": steps * kimg if evaluate else None,
             "eval": {"protocols": [FD_PROTOCOL], "num_images": FD_IMAGES, "batch_size": 250},
             "log_every_kimg": kimg, "tensorboard": False,
         },
@@ -430,7 +433,7 @@ def _workdir(outdir: str | os.PathLike | None) -> Iterator[Path]:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def validate_method(method_name: str, *, outdir: str | os.PathLike | None = None, steps: int = 200,
+def validate_method(method_name: str, *, outdir: str | os.PathLike | None = None, steps: int = 40,
                     overrides: Sequence[str] = (), progress: bool = True) -> ValidationResult:
     """Run the checklist of the module docstring for registered method `method_name`.
 
@@ -448,13 +451,19 @@ def validate_method(method_name: str, *, outdir: str | os.PathLike | None = None
     every = checkpoint_every(steps)
     state: dict[str, Any] = {}
     with _workdir(outdir) as work:
-        raw = validation_recipe(method.name, steps)
+        for sub in ("main", "repeat", "killed"):  # validate's own folders: a kept outdir starts clean
+            shutil.rmtree(work / sub, ignore_errors=True)
 
         def builds() -> str:
             from sidbench.train.config import apply_overrides
 
-            state["raw"] = apply_overrides(raw, list(overrides))
-            config = state["config"] = load_recipe(state["raw"])
+            def recipe(evaluate: bool) -> dict[str, Any]:
+                raw = validation_recipe(method.name, steps, evaluate=evaluate)
+                return apply_overrides(raw, list(overrides))
+
+            state["raw"] = recipe(False)
+            state["quiet"] = load_recipe(state["raw"])  # the same training, no evaluation
+            config = state["config"] = load_recipe(recipe(True))
             train(config, work / "main", resume=None, dry_run=True, progress=False)
             detail, state["misuse"] = _smoke(config, method)
             return detail
@@ -469,7 +478,7 @@ def validate_method(method_name: str, *, outdir: str | os.PathLike | None = None
             return _finite_log(main.outdir)
 
         def repeat() -> str:
-            again = train(state["config"], work / "repeat", resume=None, progress=False, max_steps=every)
+            again = train(state["quiet"], work / "repeat", resume=None, progress=False, max_steps=every)
             return f"step {every}: " + _compare(again.checkpoint, _checkpoint(work / "main", every),
                                                 "second run vs first run")
 
@@ -477,7 +486,7 @@ def validate_method(method_name: str, *, outdir: str | os.PathLike | None = None
             recipe = work / "killed.yaml"
             _write_recipe(state["raw"], recipe)
             until = min(steps, 2 * every)
-            return _kill_and_resume(method, recipe, state["config"], work / "killed", every, until,
+            return _kill_and_resume(method, recipe, state["quiet"], work / "killed", every, until,
                                     _checkpoint(work / "main", until))
 
         def loads() -> str:
