@@ -113,7 +113,7 @@ def test_expected_numbers_are_methods_md(kind, suite):
     assert entry["metric"] == "fid" and entry["source"] == "code" and entry["arxiv"] == ARXIV[kind]
     assert entry["value"] == (SID_FID if kind == "sid" else SIDA_FID)[suite]
     assert entry["protocol"] == "sid-fid50k"  # "best checkpoint" of the in-training FID
-    assert "SiD" in entry["paper"] and "README" in entry["table"]
+    assert "Score identity Distillation" in entry["paper"] and "README" in entry["table"]
 
 
 def test_hardware_is_cited():
@@ -231,3 +231,11 @@ def test_dry_run_names_a_missing_dataset_and_a_wrong_teacher(tmp_path, capsys, m
     rc, _, err = _run(["distill", RECIPES / "sida-afhqv2-64.yaml", "--outdir", tmp_path / "o", "--dry-run",
                        "--set", f"training.teacher={small}"], capsys)
     assert rc == 1 and "resolution 32 (suite: 64)" in err, err
+
+
+def test_sid2a_dry_run_refuses_a_missing_sid_generator(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # the recipe's default init_generator, runs/sid-cifar10-uncond, is not there
+    teacher = _tiny_teacher(tmp_path / "teacher", 32)
+    rc, _, err = _run(["distill", RECIPES / "sid2a-cifar10-uncond.yaml", "--outdir", tmp_path / "o",
+                       "--dry-run", "--set", f"training.teacher={teacher}"], capsys)
+    assert rc == 1 and "init_generator runs/sid-cifar10-uncond" in err and err.count("\n") == 1, err

@@ -106,3 +106,9 @@ def test_sid_passes_every_check(tmp_path):
     assert result.ok, [(c.name, c.detail) for c in result.checks if not c.passed]
     assert "SIGKILL" in result.check(CHECK_NAMES[4]).detail
     assert "->" in result.check(CHECK_NAMES[6]).detail
+
+
+def test_an_unknown_set_key_is_a_bad_argument_not_a_failed_check(capsys):
+    rc = main(["validate", "sid", "--set", "training.bach=8"])
+    err = capsys.readouterr().err
+    assert rc == 1 and "Did you mean 'training.batch'" in err and err.count("\n") == 1, err

@@ -10,7 +10,7 @@ from sidbench.registry import METHODS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("method", choices=RegistryChoices(METHODS), metavar="METHOD",
+    parser.add_argument("method", choices=RegistryChoices(METHODS), metavar="method",
                         help="a registered method (`sidbench ls methods`)")
     parser.add_argument("--set", action=AppendTuple, default=(), metavar="KEY=VALUE",
                         help="override a setting of the validation recipe, repeatable, as for distill (e.g. "

@@ -439,33 +439,29 @@ def validate_method(method_name: str, *, outdir: str | os.PathLike | None = None
 
     outdir keeps every run (main/, repeat/, killed/ and their recipe files); default: a temporary
     folder, removed. overrides: `key=value` settings applied to the validation recipe (e.g.
-    `method_settings.generator_start_kimg=0` for a method whose generator waits 100 kimg).
+    `method_settings.generator_start_kimg=0` for a method whose generator waits 100 kimg); an
+    unknown key raises ConfigError before any check runs.
     """
-    from sidbench.train.config import load_recipe
+    from sidbench.train.config import apply_overrides, load_recipe
     from sidbench.train.run import train
 
     method = METHODS.get(method_name)
+    # Bad overrides are bad arguments: refused here, before any check runs.
+    raw = apply_overrides(validation_recipe(method.name, steps, evaluate=False), list(overrides))
+    state: dict[str, Any] = {"raw": raw, "quiet": load_recipe(raw),  # the same training, no evaluation
+                             "config": load_recipe(apply_overrides(validation_recipe(method.name, steps),
+                                                                   list(overrides)))}
     result = ValidationResult(method=method.name, version=str(method.version), steps=steps,
                               outdir=Path(outdir) if outdir is not None else None)
     checklist = _Checklist(result, progress)
     every = checkpoint_every(steps)
-    state: dict[str, Any] = {}
     with _workdir(outdir) as work:
         for sub in ("main", "repeat", "killed"):  # validate's own folders: a kept outdir starts clean
             shutil.rmtree(work / sub, ignore_errors=True)
 
         def builds() -> str:
-            from sidbench.train.config import apply_overrides
-
-            def recipe(evaluate: bool) -> dict[str, Any]:
-                raw = validation_recipe(method.name, steps, evaluate=evaluate)
-                return apply_overrides(raw, list(overrides))
-
-            state["raw"] = recipe(False)
-            state["quiet"] = load_recipe(state["raw"])  # the same training, no evaluation
-            config = state["config"] = load_recipe(recipe(True))
-            train(config, work / "main", resume=None, dry_run=True, progress=False)
-            detail, state["misuse"] = _smoke(config, method)
+            train(state["config"], work / "main", resume=None, dry_run=True, progress=False)
+            detail, state["misuse"] = _smoke(state["config"], method)
             return detail
 
         def draws() -> str:
