@@ -16,10 +16,14 @@ import numbers
 import os
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sidbench.errors import ConfigError
 from sidbench.fileio import check_output_path
+
+if TYPE_CHECKING:
+    from sidbench.train.run import RunResult
+    from sidbench.workflows.validate import ValidationResult
 
 __all__ = ["convert", "distill", "env", "evaluate", "generate", "ls", "quickstart", "refstats",
            "train_teacher", "validate"]
@@ -482,9 +486,6 @@ def quickstart(*, out: PathLike = "runs/quickstart", suite: str = "digits", num_
                           few_steps=few_steps, distill=distill, progress=progress)
 
 
-RESUME_CHOICES = ("auto", "none")  # or the path of a checkpoint
-
-
 def _resume(resume: str | os.PathLike | None) -> str | None:
     """--resume auto (newest valid checkpoint in the outdir), none (start fresh) or a checkpoint path."""
     if resume is None or str(resume) == "none":
@@ -509,7 +510,7 @@ def _overrides(items: str | Sequence[str]) -> list[str]:
 
 
 def distill(recipe: PathLike, *, set: Sequence[str] = (), outdir: PathLike, resume: str | None = "auto",
-            dry_run: bool = False, device: str | None = None, progress: bool = True):
+            dry_run: bool = False, device: str | None = None, progress: bool = True) -> RunResult:
     """Distil a one-step generator as the YAML `recipe` says, into `outdir` (checkpoints, logs, metrics).
 
     set: `key=value` overrides with dotted keys (`training.batch=64`, `method_settings.alpha=1.0`);
@@ -538,7 +539,7 @@ def distill(recipe: PathLike, *, set: Sequence[str] = (), outdir: PathLike, resu
 
 
 def validate(method: str, *, set: Sequence[str] = (), outdir: PathLike | None = None, steps: int = 40,
-             progress: bool = True):
+             progress: bool = True) -> ValidationResult:
     """Run the registered `method` through the digits suite on this CPU and check what a method must do.
 
     The checklist: it builds; it draws only from ctx.draws; `steps` steps with finite loss terms; the

@@ -49,7 +49,7 @@ def test_quickstart_distils_sid_and_sida_into_one_step_rows_and_resumes(tmp_path
         t["checkpoint_kimg"] = 4 * t["batch"] / 1000
     monkeypatch.setattr(qs, "DISTILL_RECIPES", short)
     out = tmp_path / "qs"
-    argv = ["quickstart", "--out", str(out), "--num-images", "500", "--batch-size", "250"]
+    argv = ["quickstart", "--out", str(out), "--num-images", "1000", "--batch-size", "250"]
     assert main(argv) == 0
     first = json.loads((out / "results.json").read_text())
     labels = [r["method"]["label"] for r in first["records"]]
@@ -60,7 +60,7 @@ def test_quickstart_distils_sid_and_sida_into_one_step_rows_and_resumes(tmp_path
         assert (method["name"], method["nfe"], method["num_steps"]) == (name, 1, 1)
         assert method["config_hash"] == load_recipe(short[name]).config_hash()
         assert rec["networks"]["generator_sha256"] and rec["cost"]["train_seconds"] > 0
-        assert rec["metrics"]["fid"]["num_images"] == 500
+        assert rec["metrics"]["fid"]["num_images"] == 1000
         # one step of the distilled generator beats two Heun steps of its teacher
         assert rec["metrics"]["fid"]["value"] < few["metrics"]["fid"]["value"]
     assert (out / "sid" / "run" / "checkpoints").is_dir() and (out / "sida" / "run" / "checkpoints").is_dir()
@@ -72,4 +72,4 @@ def test_quickstart_distils_sid_and_sida_into_one_step_rows_and_resumes(tmp_path
         assert b["cost"]["images_generated_now"] == 0
         values = {k: v["value"] for k, v in a["metrics"].items()}
         assert values == {k: v["value"] for k, v in b["metrics"].items()}
-    assert "sid one-step" in capsys.readouterr().out
+    assert "one-step" in capsys.readouterr().out  # the rows are printed (rich may wrap the labels)

@@ -211,6 +211,10 @@ def _tiny_teacher(out: Path, res: int) -> Path:
     return out
 
 
+FP16_ON_CPU = pytest.mark.filterwarnings("ignore:training.precision fp16 runs in float32 on cpu")
+
+
+@FP16_ON_CPU
 def test_dry_run_refuses_the_ffhq_archive_for_afhqv2(tmp_path, capsys):
     teacher = _tiny_teacher(tmp_path / "teacher", 64)
     ffhq = _tiny_edm_zip(tmp_path / "ffhq-64x64.zip", 6, 64)  # the right resolution, another dataset
@@ -221,6 +225,7 @@ def test_dry_run_refuses_the_ffhq_archive_for_afhqv2(tmp_path, capsys):
     assert not (tmp_path / "o" / "checkpoints").exists()
 
 
+@FP16_ON_CPU
 def test_dry_run_names_a_missing_dataset_and_a_wrong_teacher(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
     teacher = _tiny_teacher(tmp_path / "teacher", 64)

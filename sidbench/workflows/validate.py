@@ -11,8 +11,8 @@ are skipped), so a broken method is reported in seconds:
 2. draws only from ctx.draws: no update touches the global RNG of torch, numpy or random
    (dropout off for this check: its masks are the trainer's), so its numbers cannot depend
    on how a batch is split over processes and accumulation rounds;
-3. N steps with finite losses: the main run, every step's loss terms finite, no update skipped;
-4. same seed, same numbers: a second run stops at the first checkpoint with the same bits;
+3. steps with finite losses: the main run, every step's loss terms finite, no update skipped;
+4. same seed, same numbers: a second run, stopped at the first checkpoint, has the same bits;
 5. SIGKILL and resume: `sidbench distill` in a real subprocess, killed with SIGKILL between
    two checkpoints, resumed with `--resume auto`, ends with the main run's bits;
 6. checkpoint loads: the exported product loads as `generate` and `eval --generator` load
@@ -88,7 +88,8 @@ class ValidationResult:
 
 
 def checkpoint_every(steps: int) -> int:
-    """Steps between checkpoints: the second and fourth checks stop at the first ones."""
+    """Steps between checkpoints: the repeat run stops at the first one; the killed run dies after it
+    and is resumed to the second."""
     return max(1, steps // 5)
 
 
@@ -327,11 +328,13 @@ def _method_module(method: Any) -> str:
 def _kill_and_resume(method: Any, recipe: Path, config: Any, outdir: Path, after_step: int, until_step: int,
                      reference: Path) -> str:
     """`sidbench distill` in a subprocess, SIGKILLed between two checkpoints, then resumed to `until_step`."""
-    from sidbench.train.checkpoint import list_checkpoints, read_state
+    from sidbench.train.checkpoint import list_checkpoints
     from sidbench.train.monitor import LOG, read_jsonl
     from sidbench.train.run import train
 
-    env = dict(os.environ, SIDBENCH_NO_PROGRESS="1")
+    # The same intra-op thread count as this process, which resumes the run: another one sums in
+    # another order and changes the last bits.
+    env = dict(os.environ, SIDBENCH_NO_PROGRESS="1", OMP_NUM_THREADS=str(torch.get_num_threads()))
     env["PYTHONPATH"] = os.pathsep.join([os.getcwd(), *filter(None, [env.get("PYTHONPATH")])])
     argv = [sys.executable, "-c", _BOOTSTRAP, _method_module(method), "distill", str(recipe), "--outdir",
             str(outdir), "--resume", "none", "--device", "cpu"]
@@ -358,8 +361,6 @@ def _kill_and_resume(method: Any, recipe: Path, config: Any, outdir: Path, after
         why = "it timed out" if proc.returncode is None \
             else f"it exited with {proc.returncode} before step {after_step + 1}"
         raise _Failed(f"could not kill the run between checkpoints: {why}" + (f": {tail[0]}" if tail else ""))
-    newest = list_checkpoints(outdir)[0]
-    read_state(newest)
     result = train(config, outdir, resume="auto", progress=False, max_steps=until_step)
     if result.resumed_from is None:
         raise _Failed("--resume auto found no checkpoint to resume from")

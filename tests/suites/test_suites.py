@@ -52,9 +52,9 @@ def test_per_suite_teacher_facts(name, teacher_dropout, augment_dim):
 
 # Keys a method reads from its recipe (SiD, SiDA, SiD-LSG); a suite holding one would be a second
 # source of truth for the same number.
-METHOD_KEYS = {"sid", "sida", "lr", "glr", "batch", "batch_gpu", "alpha", "ema", "ema_mimg", "ema_rampup", "fp16",
-               "dropout", "augment_p", "sigma_init", "init_sigma", "tmax", "tmin", "t_init", "lsg", "lsg_gan",
-               "cfg_kappa", "empty_prompt_dropout", "g_beta1", "published"}
+METHOD_KEYS = {"sid", "sida", "lr", "glr", "batch", "batch_gpu", "alpha", "ema", "ema_mimg", "ema_rampup",
+               "fp16", "dropout", "augment_p", "sigma_init", "init_sigma", "tmax", "tmin", "t_init", "lsg",
+               "lsg_gan", "cfg_kappa", "empty_prompt_dropout", "g_beta1", "published"}
 
 
 @pytest.mark.parametrize("name", ALL)
