@@ -25,6 +25,7 @@ from sidbench.nets.persistence import (
     read_pickle,
 )
 from sidbench.nets.state_dict import convert_state_dict
+from tests.nets._build_spy import record_build_devices
 
 try:  # tests/nets is a package (tests/nets/__init__.py); fall back for rootdir-style imports
     from . import _persistence_fixture as fx
@@ -385,19 +386,7 @@ def test_unknown_pickled_class_is_named(tmp_path):
         convert_pickle(pkl, tmp_path / "out", trust_pickle=True)
 
 
-def _only_meta_builds(monkeypatch):
-    """Record the default device of every build_network call."""
-    import sidbench.nets.build as build
-
-    devices = []
-    real = build.build_network
-
-    def spy(config):
-        devices.append(torch.get_default_device().type)
-        return real(config)
-
-    monkeypatch.setattr(build, "build_network", spy)
-    return devices
+_only_meta_builds = record_build_devices
 
 
 def test_huge_claimed_architecture_is_refused_without_allocating(tmp_path, monkeypatch):

@@ -19,6 +19,7 @@ from sidbench.nets.native import (
     read_safetensors_header,
     save_network,
 )
+from tests.nets._build_spy import record_build_devices
 
 CONFIG = {
     "class_name": "EDMPrecond",
@@ -294,19 +295,7 @@ def test_malformed_role_fields_also_fail_in_read_network_record(saved):
 
 # --- shapes and memory are checked before the network is allocated ------------------------------------
 
-def _builds(monkeypatch):
-    """The default device of every build_network call (meta = nothing allocated)."""
-    import sidbench.nets.build as build
-
-    devices = []
-    real = build.build_network
-
-    def spy(config):
-        devices.append(torch.get_default_device().type)
-        return real(config)
-
-    monkeypatch.setattr(build, "build_network", spy)
-    return devices
+_builds = record_build_devices
 
 
 def test_header_shapes_are_those_of_the_file(saved):
