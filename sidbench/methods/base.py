@@ -33,12 +33,31 @@ class NetworkSpec:
     frozen (the teacher always is). `ema`: the trainer keeps an EMA copy and that copy is
     what checkpoints export for `generate` / `eval --generator`. Optimiser, dropout,
     gradient clipping and EMA half-life are per-network *training* settings of the recipe.
+
+    `build(base, inputs) -> Module`, when given, makes the network from `base` (the network
+    `init` gave; None when `init` is "none") and `BuildInputs`: e.g. DMD2's fake net with a GAN
+    head, or ADD's discriminator of a frozen feature network and small heads. It runs under a
+    seed derived from the run seed and the network's index, so fresh heads are reproducible.
+    Parameters it leaves with `requires_grad=False` stay frozen (the optimizer never sees them).
+    A built network is never the method's product: the product must stay a plain denoiser.
     """
 
     name: str
     init: str = "teacher"
     trainable: bool = True
     ema: bool = False
+    build: Callable[[torch.nn.Module | None, BuildInputs], torch.nn.Module] | None = None
+
+
+@dataclass(frozen=True)
+class BuildInputs:
+    """What `NetworkSpec.build` may use: the frozen teacher (or None), the method's settings, the
+    image shape (C, H, W) and label dimension."""
+
+    teacher: torch.nn.Module | None
+    settings: Any
+    img_shape: tuple[int, int, int]
+    label_dim: int
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,8 @@ Every method network has the teacher's architecture (its network.json, or the re
 recipe's per-network dropout and, for fp16 precision, EDM's network-level `use_fp16`.
 Initialisation follows each `NetworkSpec.init`: "teacher" (a copy of its weights),
 "scratch" (fresh weights drawn under a seed derived from the run seed and the network's
-index) or another network's name (a copy of that one). `training.init_generator`
+index), another network's name (a copy of that one) or "none"; then `NetworkSpec.build`,
+when given, makes the final module from that (heads, discriminators). `training.init_generator`
 replaces the product network's weights and its EMA (SiD²A starts from a SiD generator).
 The teacher is frozen: eval mode, requires_grad False.
 """
@@ -89,6 +90,23 @@ def _copy_of(cfg: dict, source: torch.nn.Module, what: str) -> torch.nn.Module:
     return net
 
 
+def _built(spec: Any, base: torch.nn.Module | None, index: int, config: RunConfig,
+           teacher: torch.nn.Module | None, architecture: dict) -> torch.nn.Module:
+    """`spec.build(base, inputs)` under the network's init seed; the result must be a Module."""
+    from sidbench.methods.base import BuildInputs
+
+    kwargs = architecture["init_kwargs"]
+    res = int(kwargs["img_resolution"])
+    inputs = BuildInputs(teacher=teacher, settings=config.method_settings,
+                         img_shape=(int(kwargs["img_channels"]), res, res), label_dim=int(kwargs.get("label_dim") or 0))
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(scalar_seed(config.training.seed, INIT, index))
+        net = spec.build(base, inputs)
+    if not isinstance(net, torch.nn.Module):
+        raise ConfigError(f"the build hook of network {spec.name} returned {type(net).__name__}, not a Module")
+    return net
+
+
 def load_teacher(path: str | os.PathLike, suite: Any, fp16: bool, device: torch.device
                  ) -> tuple[torch.nn.Module, dict[str, Any]]:
     """The suite-checked teacher, frozen, on `device`; and what records say about it."""
@@ -157,7 +175,12 @@ def build_networks(config: RunConfig, method: Any, device: torch.device, teacher
     for index, spec in enumerate(method.networks):
         settings = training.networks[spec.name]
         cfg = network_config(architecture, settings.dropout, fp16)
-        if spec.init == "scratch":
+        if spec.build is not None and spec.name == method.product:
+            raise ConfigError(f"method {method.name}: its product '{spec.name}' has a build hook",
+                              hint="the product must be a plain denoiser that generate/eval can load")
+        if spec.init == "none":
+            net = None
+        elif spec.init == "scratch":
             net = _scratch(cfg, training.seed, index)
         elif spec.init == "teacher":
             if teacher is None:
@@ -169,11 +192,17 @@ def build_networks(config: RunConfig, method: Any, device: torch.device, teacher
         else:
             known = "a later network" if spec.init in names else "not a network of the method"
             raise ConfigError(f"method {method.name}: network {spec.name} copies '{spec.init}', {known}",
-                              hint="init is 'teacher', 'scratch' or the name of an earlier network")
+                              hint="init is 'teacher', 'scratch', 'none' or the name of an earlier network")
+        if net is not None:
+            net.train(spec.trainable).requires_grad_(spec.trainable)
+        if spec.build is not None:
+            net = _built(spec, net, index, config, teacher, architecture)
+            cfg = {**cfg, "builder": f"{spec.build.__module__}:{spec.build.__qualname__}"}
+        elif net is None:
+            raise ConfigError(f"method {method.name}: network {spec.name} has init 'none' and no build hook",
+                              hint="a network made from nothing needs NetworkSpec.build")
         net = net.to(device)
-        if spec.trainable:
-            net.train().requires_grad_(True)
-        else:
+        if not spec.trainable:
             net.eval().requires_grad_(False)
         nets[spec.name], configs[spec.name] = net, cfg
 

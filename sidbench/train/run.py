@@ -172,7 +172,7 @@ class _Run:
         return build_networks(self.config, self.method, self.device, found if needed else None, arch)
 
     def _shape(self, nets: Networks) -> tuple[tuple[int, int, int], int]:
-        net = next(iter(nets.nets.values()))
+        net = nets.nets[self.method.product]
         c, r = int(net.img_channels), int(net.img_resolution)
         return (c, r, r), int(net.label_dim or 0)
 

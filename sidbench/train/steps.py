@@ -85,7 +85,9 @@ class Stepper:
                     raise ConfigError(f"method {method.name}: update {name} trains '{update.network}', "
                                       "which is not one of its networks")
         trainable = [s.name for s in method.networks if s.trainable]
-        self.params = {n: [p for p in networks.nets[n].parameters()] for n in trainable}
+        # A build hook may freeze parts of a trainable network (ADD's feature network): only the
+        # parameters left trainable are optimised and toggled.
+        self.params = {n: [p for p in networks.nets[n].parameters() if p.requires_grad] for n in trainable}
         self.optimizers = {n: make_optimizer(self.params[n], self.training.networks[n]) for n in trainable}
         self.guard = NanGuard(self.training.nan_guard)
         self.window = WindowStats()
@@ -106,7 +108,8 @@ class Stepper:
         for other, net in self.networks.nets.items():
             net.train(other == name)
             if other in self.params and self._trained != name:
-                net.requires_grad_(other == name)
+                for p in self.params[other]:
+                    p.requires_grad_(other == name)
         if self.networks.teacher is not None:
             self.networks.teacher.eval()
         self._trained = name

@@ -317,3 +317,68 @@ def test_a_teacher_product_is_evaluated_with_the_suites_heun_sampler(tmp_path):
     r = train(load_recipe(recipe), tmp_path / "run", progress=False)
     assert [rec["step"] for rec in r.records] == [0, 1]
     assert r.records[-1]["method"]["nfe"] == 35 and r.records[-1]["images"]["role"] == "teacher"
+
+
+class _Headed(torch.nn.Module):
+    """A fake net with a fresh head and a frozen probe: what DMD2's or ADD's build hooks make."""
+
+    def __init__(self, base, inputs):
+        super().__init__()
+        self.net = base
+        self.head = torch.nn.Linear(inputs.img_shape[0], 1)
+        self.probe = torch.nn.Linear(inputs.img_shape[0], 1).requires_grad_(False)
+        self.seen_teacher = inputs.teacher is not None
+
+    def forward(self, x, sigma, labels=None):
+        return self.net(x, sigma, labels)
+
+
+def _headed_build(base, inputs):
+    return _Headed(base, inputs)
+
+
+def _headed_method(name, product_built=False):
+    import dataclasses
+
+    from sidbench.methods.base import NetworkSpec
+    from sidbench.registry import METHODS
+
+    fake, generator = _methods.SIDLIKE.updates
+
+    def fake_with_head(ctx):
+        out = fake.fn(ctx)
+        net = ctx.nets["fake"]
+        head = net.head(torch.ones(ctx.micro_batch, 2)).squeeze(1) + net.probe(torch.ones(ctx.micro_batch, 2)).squeeze(1)
+        return dataclasses.replace(out, per_sample=out.per_sample + head)
+
+    specs = (NetworkSpec("generator", init="teacher", ema=True, build=_headed_build if product_built else None),
+             NetworkSpec("fake", init="teacher", build=_headed_build))
+    method = dataclasses.replace(_methods.SIDLIKE, name=name, networks=specs,
+                                 updates=(dataclasses.replace(fake, fn=fake_with_head), generator))
+    if name not in METHODS._items:
+        METHODS.register(name, method, source="tests")
+    return name
+
+
+def test_a_build_hook_adds_seeded_heads_and_keeps_frozen_parts_frozen(teacher, tmp_path):
+    from sidbench.train.networks import build_networks
+
+    name = _headed_method("test-headed")
+    config = load_recipe({**toy_recipe(teacher), "method": name})
+    a = build_networks(config, config.get_method(), torch.device("cpu"), str(teacher))
+    b = build_networks(config, config.get_method(), torch.device("cpu"), str(teacher))
+    fake = a.nets["fake"]
+    assert isinstance(fake, _Headed) and fake.seen_teacher
+    assert torch.equal(fake.head.weight, b.nets["fake"].head.weight)  # the head's init is seeded
+    assert a.configs["fake"]["builder"].endswith(":_headed_build")
+
+    result = train(config, tmp_path / "run", progress=False)
+    weights = _weights(result.checkpoint, "fake")
+    assert not torch.equal(weights["head.weight"], fake.head.weight)  # the head trained
+    assert torch.equal(weights["probe.weight"], fake.probe.weight)  # the frozen probe did not
+
+
+def test_a_product_with_a_build_hook_is_refused(teacher, tmp_path):
+    name = _headed_method("test-headed-product", product_built=True)
+    with pytest.raises(ConfigError, match="its product 'generator' has a build hook"):
+        train(load_recipe({**toy_recipe(teacher), "method": name}), tmp_path / "run", progress=False)
