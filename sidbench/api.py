@@ -352,16 +352,18 @@ def _suite_reference(s: Any, ref: Any, ref_images: Any, metric_list: list[str]) 
     dataset as reference images when it is found.
     """
     from sidbench.errors import AssetError
+    from sidbench.metrics.catalog import get_metric
     from sidbench.suites.resolve import check_suite_dataset, resolve_suite
 
-    needs_ref = any(m in ("fid", "kid", "pr") for m in metric_list)
+    kinds = {get_metric(m).reference for m in metric_list}
+    needs_ref = bool(kinds & {"stats", "features"})
     if (ref is None and needs_ref) or (_is_path(ref) and str(ref).endswith(".npz")):
         ref = resolve_suite(s, ref=ref, need=("ref",)).ref_stats
     elif _is_path(ref):
         ref = check_suite_dataset(s, ref)
     if _is_path(ref_images):
         ref_images = check_suite_dataset(s, ref_images)
-    elif ref_images is None and _is_path(ref) and any(m in ("kid", "pr") for m in metric_list):
+    elif ref_images is None and _is_path(ref) and "features" in kinds:
         with contextlib.suppress(AssetError):  # not found: evaluate() says which images KID / P-R need
             ref_images = check_suite_dataset(s)
     return ref, ref_images

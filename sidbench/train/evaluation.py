@@ -24,8 +24,13 @@ from sidbench.train.config import RunConfig
 from sidbench.train.monitor import read_jsonl
 
 METRICS = "metrics.jsonl"
-_NEEDS_REF = ("fid", "kid", "pr")
-_NEEDS_IMAGES = ("kid", "pr")
+
+
+def _needs(metric: str, what: tuple[str, ...]) -> bool:
+    """Whether a registered metric's `reference` kind is one of `what` ("stats", "features")."""
+    from sidbench.metrics.catalog import get_metric
+
+    return get_metric(metric).reference in what
 
 
 def append_record(outdir: str | os.PathLike, record: dict[str, Any]) -> None:
@@ -65,9 +70,9 @@ class Evaluator:
         """Find (and check) the reference statistics and images; what a dry run reports."""
         from sidbench.suites.resolve import check_suite_dataset, resolve_suite
 
-        if any(m in _NEEDS_REF for m in self.metrics) and self.ref_stats is None:
+        if any(_needs(m, ("stats", "features")) for m in self.metrics) and self.ref_stats is None:
             self.ref_stats = resolve_suite(self.suite, need=("ref",)).ref_stats
-        if any(m in _NEEDS_IMAGES for m in self.metrics) and self.ref_images is None \
+        if any(_needs(m, ("features",)) for m in self.metrics) and self.ref_images is None \
                 and self.suite.dataset.num_images > 0:
             with contextlib.suppress(AssetError):  # evaluate() then says which images KID / P-R need
                 self.ref_images = check_suite_dataset(self.suite)

@@ -98,12 +98,14 @@ def _built(spec: Any, base: torch.nn.Module | None, index: int, config: RunConfi
     kwargs = architecture["init_kwargs"]
     res = int(kwargs["img_resolution"])
     inputs = BuildInputs(teacher=teacher, settings=config.method_settings,
-                         img_shape=(int(kwargs["img_channels"]), res, res), label_dim=int(kwargs.get("label_dim") or 0))
+                         img_shape=(int(kwargs["img_channels"]), res, res),
+                         label_dim=int(kwargs.get("label_dim") or 0))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(scalar_seed(config.training.seed, INIT, index))
         net = spec.build(base, inputs)
     if not isinstance(net, torch.nn.Module):
-        raise ConfigError(f"the build hook of network {spec.name} returned {type(net).__name__}, not a Module")
+        raise ConfigError(f"the build hook of network {spec.name} returned {type(net).__name__}, "
+                          "not a Module")
     return net
 
 

@@ -348,10 +348,12 @@ def _headed_method(name, product_built=False):
     def fake_with_head(ctx):
         out = fake.fn(ctx)
         net = ctx.nets["fake"]
-        head = net.head(torch.ones(ctx.micro_batch, 2)).squeeze(1) + net.probe(torch.ones(ctx.micro_batch, 2)).squeeze(1)
+        ones = torch.ones(ctx.micro_batch, 2)
+        head = net.head(ones).squeeze(1) + net.probe(ones).squeeze(1)
         return dataclasses.replace(out, per_sample=out.per_sample + head)
 
-    specs = (NetworkSpec("generator", init="teacher", ema=True, build=_headed_build if product_built else None),
+    product_build = _headed_build if product_built else None
+    specs = (NetworkSpec("generator", init="teacher", ema=True, build=product_build),
              NetworkSpec("fake", init="teacher", build=_headed_build))
     method = dataclasses.replace(_methods.SIDLIKE, name=name, networks=specs,
                                  updates=(dataclasses.replace(fake, fn=fake_with_head), generator))
