@@ -48,7 +48,7 @@ class Linear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x @ self.weight.to(x.dtype).t()
         if self.bias is not None:
-            x = x + self.bias.to(x.dtype)
+            x = x.add_(self.bias.to(x.dtype))  # in place: the product is fresh and mm's backward keeps no output
         return x
 
 
@@ -113,7 +113,10 @@ class Conv2d(torch.nn.Module):
             if w is not None:
                 x = F.conv2d(x, w, padding=w_pad)
         if self.bias is not None:
-            x = x + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
+            if w is None:
+                x = x + self.bias.to(x.dtype).reshape(1, -1, 1, 1)
+            else:  # in place on the fresh convolution output (its backward keeps no output): no extra buffer
+                x = x.add_(self.bias.to(x.dtype).reshape(1, -1, 1, 1))
         return x
 
 
@@ -200,7 +203,7 @@ class UNetBlock(torch.nn.Module):
             x = silu(self.norm1(x + params))
 
         x = self.conv1(torch.nn.functional.dropout(x, p=self.dropout, training=self.training))
-        x = x + (self.skip(orig) if self.skip is not None else orig)
+        x = x.add_(self.skip(orig) if self.skip is not None else orig)  # conv1's fresh output, as EDM
         x = x * self.skip_scale
 
         if self.num_heads:
