@@ -25,8 +25,8 @@ if TYPE_CHECKING:
     from sidbench.train.run import RunResult
     from sidbench.workflows.validate import ValidationResult
 
-__all__ = ["convert", "distill", "env", "evaluate", "generate", "ls", "quickstart", "refstats",
-           "train_teacher", "validate"]
+__all__ = ["convert", "distill", "env", "evaluate", "generate", "leaderboard_add", "leaderboard_show", "ls",
+           "pairs", "quickstart", "refstats", "train_teacher", "validate"]
 
 PathLike = str | os.PathLike
 LS_KINDS = ("methods", "suites", "metrics")
@@ -118,9 +118,11 @@ def _write_json(path: PathLike, obj: Any, option: str) -> None:
 # --- verbs -------------------------------------------------------------------------------------
 
 def ls(kind: str | None = None) -> dict[str, list[dict[str, Any]]]:
-    """Registered methods, suites and metrics (or one `kind` of them): name, version, source, about.
+    """Registered methods, suites and metrics (or one `kind` of them), one row each.
 
-    A plugin that failed to load is listed with `broken` set to its error.
+    A row: name, version, paper (methods; '' otherwise), source (the providing distribution),
+    distribution ('name version' of it), about (the first line of the description) and broken
+    (None, or why the plugin cannot be used: an import error, a duplicate name, a wrong object).
     """
     from sidbench.registry import METHODS, METRICS, SUITES
 
@@ -132,11 +134,18 @@ def ls(kind: str | None = None) -> dict[str, list[dict[str, Any]]]:
             continue
         rows = []
         for item, obj in registry.items():
-            about = (getattr(obj, "description", "") or "").splitlines()
-            rows.append({"name": item, "version": str(getattr(obj, "version", "?")),
-                         "source": registry.source(item), "about": about[0] if about else "", "broken": None})
+            row = {"name": item, "version": "-", "paper": "", "source": registry.source(item),
+                   "distribution": registry.distribution(item), "about": "", "broken": None}
+            try:  # a plugin object whose attributes raise is listed broken, not a traceback of `ls`
+                about = (getattr(obj, "description", "") or "").splitlines()
+                row.update(version=str(getattr(obj, "version", "?")), about=about[0] if about else "",
+                           paper=str(getattr(obj, "paper", "") or ""))
+            except Exception as exc:
+                row["broken"] = f"{type(exc).__name__}: {exc}"
+            rows.append(row)
         for item, broken in sorted(registry.broken.items()):
-            rows.append({"name": item, "version": "-", "source": broken.source, "about": "",
+            rows.append({"name": item, "version": "-", "paper": "", "source": broken.source,
+                         "distribution": f"{broken.source} {broken.version}".strip(), "about": "",
                          "broken": broken.error})
         out[name] = rows
     return out
@@ -209,14 +218,17 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
              sampler: str | None = None, num_steps: int | None = None, class_idx: int | None = None,
              sigma_init: float | None = None, sigma_min: float | None = None, sigma_max: float | None = None,
              rho: float | None = None, s_churn: float = 0.0, s_min: float = 0.0, s_max: float = math.inf,
-             s_noise: float = 1.0, device: str = "cpu", progress: bool = True):
+             s_noise: float = 1.0, device: str = "cpu", progress: bool = True,
+             student_steps: int | None = None):
     """Write one PNG per seed into `out` (a folder, or a path ending in .zip); resumable.
 
     network: a native folder, its network.json, or a named asset ("digits"); default: the
     suite's teacher. sampler: "heun" for teachers, "onestep" when network.json says role
     "generator" (sigma_init then defaults to the recorded one, else 2.5). num_steps: the
     suite's Heun steps, else EDM's 18 up to 32x32 and 40 above; sigma_min/sigma_max/rho: the
-    suite's, else EDM's 0.002/80/7. Returns a `GenerateSummary`.
+    suite's, else EDM's 0.002/80/7. student_steps: sample a multi-step student (ADD-style) at N of
+    the noise levels its network.json records (`student_sigmas`); 1 is the one-step sampler.
+    Returns a `GenerateSummary`.
     """
     from sidbench.nets.native import DEFAULT_SIGMA_INIT
     from sidbench.nets.sampler import check_sampler_settings, default_steps
@@ -243,6 +255,7 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     role = record.get("role")
     if sampler is None:
         sampler = "onestep" if role == "generator" else "heun"
+    levels = _student_levels(path, record, student_steps, sampler, sigma_init)
     if sigma_init is None:
         sigma_init = float(record.get("sigma_init") or DEFAULT_SIGMA_INIT)
     heun = {k: getattr(s.teacher, k) if s is not None else v for k, v in _EDM_HEUN.items()}
@@ -261,7 +274,85 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     info = {"weights_sha256": record.get("weights_sha256"), "class_name": record.get("class_name"),
             "init_kwargs": record.get("init_kwargs"), "role": role}
     return generate_images(net, out, seed_list, batch_size=batch_size, sampler=sampler, class_idx=class_idx,
-                           device=dev, network_info=info, progress=progress, **settings)
+                           device=dev, network_info=info, progress=progress, student_sigmas=levels,
+                           **settings)
+
+
+def _student_levels(path: Path, record: dict, steps: int | None, sampler: str, sigma_init: float | None
+                    ) -> tuple[float, ...] | None:
+    """The noise levels `steps` student steps sample at (None: the plain one-step sampler)."""
+    _check_int("student_steps", steps, 1, hint="e.g. --student-steps 4")
+    if steps is None or steps == 1:
+        return None
+    if sampler != "onestep":
+        raise ConfigError("--student-steps samples a one-step student, not the heun sampler",
+                          hint="drop --sampler heun, or --student-steps")
+    if sigma_init is not None:
+        raise ConfigError("--sigma-init and --student-steps N > 1 both set the noise levels",
+                          hint="drop --sigma-init: the levels are network.json's student_sigmas")
+    levels = record.get("student_sigmas")
+    if not levels:
+        raise ConfigError(f"{path} records no student_sigmas: it is a one-step generator",
+                          hint="drop --student-steps (or use 1): only multi-step students (ADD) record "
+                               "their levels")
+    from sidbench.generation.multistep import pick_levels
+
+    return pick_levels(levels, steps)
+
+
+def pairs(*, out: PathLike, suite: str | None = None, network: PathLike | None = None,
+          seeds: str | Sequence[int] | None = None, num_pairs: int | None = None, batch_size: int = 64,
+          num_steps: int | None = None, sigma_min: float | None = None, sigma_max: float | None = None,
+          rho: float | None = None, shard_size: int = 1000, device: str = "cpu", progress: bool = True):
+    """Teacher (noise, image) pairs for DMD's regression loss, written into folder `out`; resumable.
+
+    Pair i comes from seed i (EDM's per-image seeds): noise = sigma_max * z_i, the Heun sampler's
+    input, and the image the deterministic Heun sampler makes from it. network: a teacher folder,
+    its network.json or a named asset; default: the suite's teacher. num_steps, sigma_min,
+    sigma_max, rho: the suite's Heun settings, else EDM's (18 steps up to 32x32, 40 above;
+    0.002, 80, 7). Safetensors shards of `shard_size` pairs and `pairs.json` (sha256 per shard).
+    Returns a `PairsSummary`.
+    """
+    from sidbench.nets.sampler import check_sampler_settings, default_steps
+    from sidbench.nets.seeds import resolve_seeds
+
+    out = check_output_path(out, kind="dir", option="--out")
+    _check_int("num_pairs", num_pairs, 1, hint="e.g. --num-pairs 25000")
+    seed_list = resolve_seeds(seeds, num_pairs)
+    _check_int("batch_size", batch_size, 1, hint="e.g. --batch-size 64")
+    _check_int("num_steps", num_steps, 1, hint="e.g. --num-steps 18")
+    _check_int("shard_size", shard_size, 1, hint="e.g. --shard-size 1000")
+    dev = _device(device)
+    s = _suite(suite)
+    if network is None:
+        if s is None:
+            raise ConfigError("no teacher given",
+                              hint="give --suite NAME for the suite's teacher, or --network DIR")
+        from sidbench.suites.resolve import resolve_suite
+
+        network = resolve_suite(s.name, need=("teacher",), check=False).teacher
+    path, record = _network_record(network, s, "network")
+    if record.get("role") == "generator":
+        raise ConfigError(f"{path} is a one-step generator (role in its network.json); pairs come from a "
+                          "teacher",
+                          hint="give the teacher with --network, or --suite NAME for the suite's")
+    heun = {k: getattr(s.teacher, k) if s is not None else v for k, v in _EDM_HEUN.items()}
+    heun.update({k: v for k, v in (("sigma_min", sigma_min), ("sigma_max", sigma_max), ("rho", rho))
+                 if v is not None})
+    if num_steps is None:
+        resolution = int(record["init_kwargs"].get("img_resolution", 32))
+        num_steps = s.teacher.heun_steps if s is not None else default_steps(resolution)
+    settings = check_sampler_settings(num_steps=num_steps, **heun)
+
+    from sidbench.generation.pairs import make_pairs
+    from sidbench.nets.native import load_network
+
+    net = load_network(path, device=dev)
+    info = {"weights_sha256": record.get("weights_sha256"), "class_name": record.get("class_name"),
+            "suite": s.name if s is not None else None}
+    return make_pairs(net, out, seed_list, num_steps=settings["num_steps"], sigma_min=settings["sigma_min"],
+                      sigma_max=settings["sigma_max"], rho=settings["rho"], batch_size=batch_size,
+                      shard_size=shard_size, device=dev, network_info=info, progress=progress)
 
 
 def _metrics_and_protocols(metrics: str | Sequence[str] | None, protocol: Any, s: Any
@@ -288,13 +379,14 @@ def evaluate(*, images: Any = None, generator: PathLike | None = None, suite: st
              vgg16_weights: PathLike | None = None, torchscript_inception: PathLike | None = None,
              clip_weights: PathLike | None = None, captions: PathLike | None = None,
              channels_last: bool = False, batch_size: int = 64, device: str = "cpu",
-             json: PathLike | None = None) -> dict[str, Any]:
+             json: PathLike | None = None, student_steps: int | None = None) -> dict[str, Any]:
     """Metrics of `images` (folder/zip of PNGs, dataset, tensor) or of a one-step `generator` folder.
 
     suite: its reference statistics are the default `ref`, its protocols the default metrics
     and protocols, and a generator must match its teacher. Generator images come from
     `seeds` (or 0..num_images-1), or with `seed_sets` from every seed set of the protocol,
-    combined by its headline rule. `json`: also write the result record there. Returns it.
+    combined by its headline rule. `json`: also write the result record there. student_steps: a
+    multi-step student (ADD-style) at N of its recorded `student_sigmas`. Returns it.
     """
     from sidbench.metrics.evaluate import evaluate as evaluate_images
 
@@ -308,6 +400,9 @@ def evaluate(*, images: Any = None, generator: PathLike | None = None, suite: st
     _check_positive("sigma_init", sigma_init, hint="SiD's generators use 2.5")
     if seed_sets and generator is None:
         raise ConfigError("--seed-sets needs --generator", hint="evaluate a folder of images without it")
+    _check_int("student_steps", student_steps, 1, hint="e.g. --student-steps 4")
+    if student_steps is not None and generator is None:
+        raise ConfigError("--student-steps needs --generator", hint="evaluate a folder of images without it")
     if seed_sets and (seeds is not None or num_images is not None):
         raise ConfigError("--seed-sets takes the protocol's seeds; drop --seeds/--num-images")
     if images is not None and seeds is not None:
@@ -332,7 +427,7 @@ def evaluate(*, images: Any = None, generator: PathLike | None = None, suite: st
         result = evaluate_images(images, ref, metric_list, protocols or None, num_images=num_images, **common)
     else:
         result = _evaluate_generator(generator, s, seeds, num_images, seed_sets, sigma_init, ref, metric_list,
-                                     protocols, dev, common)
+                                     protocols, dev, common, student_steps)
     import sidbench.distributed as distributed
 
     if json is not None and distributed.rank() == 0:
@@ -371,7 +466,7 @@ def _suite_reference(s: Any, ref: Any, ref_images: Any, metric_list: list[str]) 
 
 def _evaluate_generator(generator: PathLike, s: Any, seeds: Any, num_images: int | None, seed_sets: bool,
                         sigma_init: float | None, ref: Any, metric_list: list[str], protocols: list[str],
-                        dev: Any, common: dict[str, Any]) -> dict[str, Any]:
+                        dev: Any, common: dict[str, Any], student_steps: int | None = None) -> dict[str, Any]:
     from sidbench.metrics.evaluate import evaluate as evaluate_images
     from sidbench.metrics.evaluate import evaluate_seed_sets, resolve_protocols
     from sidbench.metrics.image_source import GeneratorImageSource, onestep_renderer
@@ -382,6 +477,7 @@ def _evaluate_generator(generator: PathLike, s: Any, seeds: Any, num_images: int
     if record.get("role") == "teacher":
         raise ConfigError(f"{path} is a teacher (role in its network.json); --generator renders one step",
                           hint="sample it with `sidbench generate` and evaluate the images with --images")
+    levels = _student_levels(path, record, student_steps, "onestep", sigma_init)
     if sigma_init is None:
         sigma_init = float(record.get("sigma_init") or DEFAULT_SIGMA_INIT)
     chosen = resolve_protocols(metric_list, protocols or None)
@@ -391,9 +487,15 @@ def _evaluate_generator(generator: PathLike, s: Any, seeds: Any, num_images: int
     else:
         seed_list = resolve_seeds(seeds, num_images)
     net = load_network(path, device=dev)
-    render = onestep_renderer(net, sigma_init, dev)
     info = {"generator": str(generator), "generator_sha256": record.get("weights_sha256"),
             "sigma_init": sigma_init}
+    if levels is None:
+        render = onestep_renderer(net, sigma_init, dev)
+    else:
+        from sidbench.generation.multistep import multistep_renderer
+
+        render = multistep_renderer(net, levels, dev)
+        info["student_sigmas"] = list(levels)
     if seed_sets:
         return evaluate_seed_sets(render, sets, ref, metric_list, protocols or None, description=info,
                                   **common)
@@ -561,3 +663,42 @@ def validate(method: str, *, set: Sequence[str] = (), outdir: PathLike | None = 
     from sidbench.workflows.validate import validate_method
 
     return validate_method(method, outdir=outdir, steps=steps, overrides=overrides, progress=progress)
+
+
+def leaderboard_add(records: PathLike | Sequence[PathLike], *, suite: str, root: PathLike = "leaderboards",
+                    bump: str | None = None, note: str | None = None) -> dict[str, Any]:
+    """Release the next version of `suite`'s leaderboard under `root` with the result `records` (files).
+
+    The version follows from what the records change: MINOR when they add rows (the default),
+    PATCH (`bump="patch"`) when each replaces a row of the same name with a fixed record, MAJOR
+    (`bump="major"`) when a protocol's major version differs from the table's, which is refused
+    otherwise (numbers under two protocol majors are never mixed in one table). Released versions
+    are never edited. Returns the version made, its folder and the added / replaced / dropped rows.
+    """
+    from sidbench.leaderboards.versions import BUMPS
+
+    root = check_output_path(root, kind="dir", option="--root")
+    _check_choice("bump", bump, BUMPS)
+    paths = [records] if isinstance(records, (str, os.PathLike)) else list(records)
+    if not paths:
+        raise ConfigError("no records given", hint="give one or more record .json files")
+    for path in paths:
+        if not Path(path).is_file():
+            raise ConfigError(f"record {path} is not a file", hint="give result record .json files")
+    if not isinstance(suite, str) or not suite:
+        raise ConfigError("--suite is empty", hint="name the suite, e.g. --suite cifar10-uncond")
+    from sidbench.leaderboards.store import add_records
+
+    return add_records(root, suite, [Path(p) for p in paths], bump=bump, note=note)
+
+
+def leaderboard_show(suite: str, *, version: str | None = None,
+                     root: PathLike = "leaderboards") -> dict[str, Any]:
+    """A released version of `suite`'s leaderboard (default: the newest), verified against its manifest.
+
+    Returns its rows sorted by the headline metric in that metric's direction, and each metric's
+    key, label and whether lower is better.
+    """
+    from sidbench.leaderboards.store import show_version
+
+    return show_version(root, suite, version)

@@ -35,7 +35,21 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "validate": ("validate", "validate",
                  "check a method on the digits suite in CPU minutes: finite losses, determinism, "
                  "kill-and-resume, loadable checkpoint, FD improves"),
+    "pairs": ("pairs", "pairs",
+              "precompute teacher (noise, image) pairs with per-seed Heun sampling for DMD (resumable)"),
     "quickstart": ("quickstart", "quickstart", "run the embedded default suite end to end on this machine"),
+    # A verb of two words is an action of a group ("sidbench leaderboard add"); its module entry is
+    # "module:attribute", an object with add_arguments and run.
+    "leaderboard add": ("leaderboard:add", "leaderboard_add",
+                        "add result records to a suite's leaderboard as its next version (MINOR: rows added, "
+                        "PATCH: fixes, MAJOR: a protocol changed)"),
+    "leaderboard show": ("leaderboard:show", "leaderboard_show",
+                         "print a released leaderboard version, sorted by its headline metric"),
+}
+
+# The groups of two-word verbs, with their help.
+GROUPS: dict[str, str] = {
+    "leaderboard": "versioned leaderboards of result records: add records as a new version, show one",
 }
 
 # Options of the `sidbench` program itself, accepted before or after the verb.
@@ -50,8 +64,9 @@ class _Parser(argparse.ArgumentParser):
             return
         choices = [str(c) for c in action.choices]
         if isinstance(action, argparse._SubParsersAction):
-            raise argparse.ArgumentError(None, f"unknown verb '{value}'.{suggest(str(value), choices)} "
-                                               "Run `sidbench --help` for the list.")
+            name = " ".join([*self.prog.split()[1:], str(value)])  # 'leaderboard ad' inside a group
+            raise argparse.ArgumentError(None, f"unknown verb '{name}'.{suggest(str(value), choices)} "
+                                               f"Run `{self.prog} --help` for the list.")
         longs = [s for s in action.option_strings if s.startswith("--")]
         name = longs[0] if longs else (action.metavar or action.dest)
         raise argparse.ArgumentError(
@@ -96,8 +111,19 @@ def build_parser(load_verbs: Sequence[str] | None = None) -> argparse.ArgumentPa
     _add_global_options(parser, top=True)
     sub = parser.add_subparsers(dest="verb", metavar="VERB", parser_class=_Parser)
     sub.required = True
+    groups: dict[str, argparse._SubParsersAction] = {}
     for verb, (module, _api, help_text) in VERBS.items():
-        p = sub.add_parser(verb, help=help_text, description=help_text)
+        group, _, action = verb.rpartition(" ")
+        if group:
+            if group not in groups:
+                gp = sub.add_parser(group, help=GROUPS[group], description=GROUPS[group])
+                _add_global_options(gp, top=False)
+                groups[group] = gp.add_subparsers(metavar="ACTION", parser_class=_Parser)
+                groups[group].required = True
+            p = groups[group].add_parser(action, help=help_text, description=help_text)
+            p.set_defaults(verb=verb)  # args.verb is the whole verb, 'leaderboard add'
+        else:
+            p = sub.add_parser(verb, help=help_text, description=help_text)
         _add_global_options(p, top=False)
         if load_verbs is None or verb in load_verbs:
             _verb_module(module).add_arguments(p)
@@ -105,23 +131,40 @@ def build_parser(load_verbs: Sequence[str] | None = None) -> argparse.ArgumentPa
 
 
 def subparser(parser: argparse.ArgumentParser, verb: str) -> argparse.ArgumentParser:
-    """The parser of one verb inside `build_parser()`'s result."""
-    action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-    return action.choices[verb]
+    """The parser of one verb (two words for a group's action) inside `build_parser()`'s result."""
+    for word in verb.split(" "):
+        action = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        parser = action.choices[word]
+    return parser
 
 
 def _verb_module(module: str):
-    return importlib.import_module(f"sidbench.commands.{module}")
+    """A verb's module, or for "module:attribute" that module's verb object (add_arguments, run)."""
+    name, _, attribute = module.partition(":")
+    found = importlib.import_module(f"sidbench.commands.{name}")
+    return getattr(found, attribute) if attribute else found
+
+
+def _chosen_verb(argv: list[str]) -> tuple[str | None, int]:
+    """The verb named in `argv` (two words for a group) and the index of its last word."""
+    words = [(i, a) for i, a in enumerate(argv) if not a.startswith("-")]
+    if not words:
+        return None, -1
+    i, verb = words[0]
+    if verb in GROUPS and len(words) > 1 and f"{verb} {words[1][1]}" in VERBS:
+        i, verb = words[1][0], f"{verb} {words[1][1]}"
+    return verb, i
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    argv = [w for a in argv for w in (a.split(" ") if a in VERBS else [a])]  # main(["leaderboard add", ...])
     # Only the chosen verb's module is imported to build its options.
-    chosen = next((a for a in argv if not a.startswith("-")), None)
+    chosen, at = _chosen_verb(argv)
     parser = build_parser(load_verbs=[chosen] if chosen in VERBS else [])
     if chosen in VERBS:  # a misspelt option is named first, not hidden behind "required: --out"
         verb_parser = subparser(parser, chosen)
-        unknown = _unknown_options(verb_parser, argv[argv.index(chosen) + 1:])
+        unknown = _unknown_options(verb_parser, argv[at + 1:])
         if unknown:
             verb_parser.error(_unrecognized(verb_parser, unknown))
     args, extras = parser.parse_known_args(argv)

@@ -17,7 +17,7 @@ def test_quickstart_end_to_end_and_resume(tmp_path, capsys):
     many, few = first["records"]
     assert many["method"]["nfe"] == 35 and few["method"]["nfe"] == 3
     for rec in (many, few):
-        assert rec["provenance"] == "measured" and rec["suite"]["name"] == "digits"
+        assert rec["source"] == "measured" and rec["suite"]["name"] == "digits"
         assert {"fid", "is", "kid", "precision", "recall"} <= set(rec["metrics"])
         assert rec["metrics"]["fid"]["protocol"]["name"] == "digits-fd"
         assert rec["metrics"]["fid"]["num_images"] == 1000

@@ -40,6 +40,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "rule (edm-fid50k: minimum over seeds 0-49999, 50000-99999, 100000-149999)")
     parser.add_argument("--sigma-init", type=float, default=None,
                         help="one-step generator noise level (default: network.json's, else 2.5)")
+    parser.add_argument("--student-steps", type=int, default=None, metavar="N",
+                        help="generator: a multi-step student (ADD-style) at N of the noise levels its "
+                             "network.json records as student_sigmas (default: one step)")
     parser.add_argument("--inception-weights", metavar="FILE", default=None,
                         help="torch-fidelity Inception weights (weights-inception-2015-12-05-6726825d.pth)")
     parser.add_argument("--vgg16-weights", metavar="FILE", default=None,

@@ -46,6 +46,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--s-min", type=float, default=0.0, help="S_min of the stochastic sampler")
     parser.add_argument("--s-max", type=float, default=math.inf, help="S_max of the stochastic sampler")
     parser.add_argument("--s-noise", type=float, default=1.0, help="S_noise of the stochastic sampler")
+    parser.add_argument("--student-steps", type=int, default=None, metavar="N",
+                        help="multi-step student (ADD-style): denoise at N of the noise levels its "
+                             "network.json records as student_sigmas, re-noising between steps "
+                             "(default: one step)")
     parser.add_argument("--device", default="cpu", help="cpu, cuda or cuda:N (default cpu)")
 
 

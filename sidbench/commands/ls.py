@@ -1,4 +1,7 @@
-"""`sidbench ls`: what is registered, with versions and the package it came from (API: `sidbench.ls`)."""
+"""`sidbench ls`: what is registered: versions, papers, the distribution providing each (API: `sidbench.ls`).
+
+A plugin that cannot be used (import error, duplicate name, wrong object) is a red BROKEN row with its error.
+"""
 
 from __future__ import annotations
 
@@ -20,10 +23,14 @@ def run(args: argparse.Namespace) -> int:
     console = Console()
     for kind, rows in api.ls(**api_arguments(args)).items():
         table = Table(title=kind, title_justify="left")
-        for col in ("name", "version", "source", "about"):
+        for col in ("name", "version", "provided by", "about"):
             table.add_column(col)
         for row in rows:
-            about = f"[red]BROKEN: {escape(row['broken'])}" if row["broken"] else escape(row["about"])
-            table.add_row(row["name"], row["version"], row["source"], about)
+            if row["broken"]:
+                about = f"[red]BROKEN: {escape(row['broken'])}"
+            else:
+                paper = f"\n[dim]paper: {escape(row['paper'])}" if row["paper"] else ""
+                about = escape(row["about"]) + paper
+            table.add_row(escape(row["name"]), escape(row["version"]), escape(row["distribution"]), about)
         console.print(table)
     return 0

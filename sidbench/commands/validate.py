@@ -9,8 +9,16 @@ from sidbench.commands.options import AppendTuple, RegistryChoices, api_argument
 from sidbench.registry import METHODS
 
 
+class _RegisteredOrBroken(RegistryChoices):
+    """A broken plugin's name is accepted here, so that `api.validate` reports its own load error
+    (import error, duplicate name, wrong object) instead of argparse's 'invalid choice'."""
+
+    def __contains__(self, value: object) -> bool:
+        return isinstance(value, str) and self.registry.known(value)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("method", choices=RegistryChoices(METHODS), metavar="method",
+    parser.add_argument("method", choices=_RegisteredOrBroken(METHODS), metavar="method",
                         help="a registered method (`sidbench ls methods`)")
     parser.add_argument("--set", action=AppendTuple, default=(), metavar="KEY=VALUE",
                         help="override a setting of the validation recipe, repeatable, as for distill (e.g. "

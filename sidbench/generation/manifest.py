@@ -11,7 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,10 +39,13 @@ def network_fingerprint(net: torch.nn.Module) -> str:
 
 
 def build_manifest(net: torch.nn.Module, sampler: str, device: torch.device, class_idx: int | None,
-                   settings: dict[str, Any], network_info: dict | None = None) -> dict[str, Any]:
+                   settings: dict[str, Any], network_info: dict | None = None,
+                   student_sigmas: Sequence[float] | None = None) -> dict[str, Any]:
     """The manifest (without seeds) as it reads back from disk, so it compares with a stored one.
 
     `settings` is what `check_sampler_settings` returned; only those the sampler uses are kept.
+    A multi-step student's levels (`student_sigmas`) are recorded only when given, so one-step
+    manifests are unchanged.
     """
     recorded: dict[str, Any] = {
         "sampler": sampler,
@@ -57,6 +60,8 @@ def build_manifest(net: torch.nn.Module, sampler: str, device: torch.device, cla
         recorded.update({k: settings[k] for k in _HEUN_KEYS})
     else:
         recorded["sigma_init"] = settings["sigma_init"]
+        if student_sigmas is not None:
+            recorded["student_sigmas"] = [float(v) for v in student_sigmas]
     manifest = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,

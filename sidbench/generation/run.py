@@ -32,8 +32,10 @@ from sidbench.generation.manifest import (
     with_seeds,
     write_manifest,
 )
+from sidbench.generation.multistep import render_multistep
 from sidbench.generation.summary import GenerateSummary
 from sidbench.generation.writer import PngWriter, disk_error
+from sidbench.nets.native import check_student_sigmas
 from sidbench.nets.render import check_finite_weights, render_seeds
 from sidbench.nets.sampler import check_sampler_settings, heun_nfe
 from sidbench.nets.seeds import check_class_idx, parse_seeds
@@ -97,6 +99,7 @@ def generate(
     network_info: dict | None = None,
     progress: bool = True,
     writers: int = 4,
+    student_sigmas: Sequence[float] | None = None,
 ) -> GenerateSummary:
     """Write `{seed:06d}.png` for every seed into `out` (a folder, or a path ending in .zip).
 
@@ -104,21 +107,28 @@ def generate(
     (and decodable) are skipped. `network_info` (e.g. the network.json fields) is
     stored in the manifest for the record; the weights themselves are fingerprinted.
     PNGs are encoded and written by `writers` threads while the next batch is sampled.
-    Only one process may write an output at a time (`OUT.lock`).
+    Only one process may write an output at a time (`OUT.lock`). `student_sigmas` (one-step
+    sampler only): sample a multi-step student at these levels (`sidbench.generation.multistep`).
     """
     seeds = parse_seeds(seeds)
     settings = check_sampler_settings(num_steps, sigma_min, sigma_max, rho, S_churn, S_min, S_max, S_noise,
                                       sigma_init, sampler=sampler)
     batch_size = _positive_int("batch size", batch_size, "use e.g. --batch-size 64")
     writers = _positive_int("writers", writers, "use e.g. 4 writer threads")
+    levels = None
+    if student_sigmas is not None:
+        levels = check_student_sigmas(student_sigmas)
+        if sampler != "onestep":
+            raise ConfigError("student_sigmas sample a one-step student, not the heun sampler",
+                              hint="use sampler onestep with student_sigmas")
     device = parse_device(device)
     _check_network(net, device, class_idx)
     out = Path(out)
     zip_mode = out.suffix.lower() == ".zip"
     if zip_mode and out.is_dir():
         raise ConfigError(f"{out} is a folder, not a zip", hint="pass another --out")
-    manifest = build_manifest(net, sampler, device, class_idx, settings, network_info)
-    nfe = heun_nfe(settings["num_steps"]) if sampler == "heun" else 1
+    manifest = build_manifest(net, sampler, device, class_idx, settings, network_info, student_sigmas=levels)
+    nfe = heun_nfe(settings["num_steps"]) if sampler == "heun" else len(levels or (1,))
 
     with output_lock(out):
         folder = zipout.staging_folder(out) if zip_mode else out
@@ -128,7 +138,7 @@ def generate(
         pending = [s for s in seeds if s not in done]
         heun = {k: v for k, v in settings.items() if k != "sigma_init"}
         seconds = _render_and_write(net, folder, pending, len(seeds), batch_size, sampler, device, class_idx,
-                                    heun, settings["sigma_init"], writers, progress)
+                                    heun, settings["sigma_init"], writers, progress, levels)
         finished = done | set(pending)
         try:
             if zip_mode:
@@ -193,7 +203,8 @@ def _close_zip(folder: Path, out: Path, manifest: dict[str, Any], old_zip: zipou
 
 def _render_and_write(net: torch.nn.Module, folder: Path, pending: list[int], total: int, batch_size: int,
                       sampler: str, device: torch.device, class_idx: int | None, heun: dict[str, Any],
-                      sigma_init: float, writers: int, progress: bool) -> float:
+                      sigma_init: float, writers: int, progress: bool,
+                      student_sigmas: tuple[float, ...] | None = None) -> float:
     """Sample `pending` batch by batch, writing each batch while the next is sampled; seconds taken."""
     finished = total - len(pending)
     was_training = net.training
@@ -214,7 +225,10 @@ def _render_and_write(net: torch.nn.Module, folder: Path, pending: list[int], to
 
             for lo in range(0, len(pending), batch_size):
                 batch = pending[lo : lo + batch_size]
-                images = render_seeds(net, batch, sampler, device, class_idx, heun, sigma_init)
+                if student_sigmas is not None:
+                    images = render_multistep(net, batch, device, class_idx, student_sigmas)
+                else:
+                    images = render_seeds(net, batch, sampler, device, class_idx, heun, sigma_init)
                 drain()  # the previous batch's files, written while this one was sampled
                 for seed, image in zip(batch, images, strict=True):
                     writer.submit(folder / imgio.seed_filename(seed), image)

@@ -100,6 +100,36 @@ def check_role(role: str | None, sigma_init: float | None) -> tuple[str, float |
     return role, float(sigma_init)
 
 
+def check_student_sigmas(levels: Any) -> tuple[float, ...]:
+    """A multi-step student's noise levels as floats: a non-empty list of finite numbers > 0, strictly
+    decreasing (largest first). Recorded as `student_sigmas` by ADD-style products."""
+    hint = "list the student's noise levels from the largest down, e.g. [80, 4.08, 1.61, 0.693]"
+    if isinstance(levels, (str, bytes)) or not isinstance(levels, (list, tuple)) or not levels:
+        raise ConfigError(f"student_sigmas must be a non-empty list of numbers, not {levels!r}", hint=hint)
+    out = []
+    for v in levels:
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise ConfigError(f"student_sigmas holds {v!r}, not a finite number > 0", hint=hint)
+        out.append(float(v))
+    if any(b >= a for a, b in zip(out, out[1:], strict=False)):
+        raise ConfigError(f"student_sigmas {out} must decrease strictly", hint=hint)
+    return tuple(out)
+
+
+def _check_levels(levels: Any, role: str, sigma_init: float | None) -> list[float] | None:
+    """`student_sigmas` to record: a generator's, whose first level is its sigma_init; None stays None."""
+    if levels is None:
+        return None
+    if role != "generator":
+        raise ConfigError(f"student_sigmas are the noise levels of a multi-step student, not of a {role}",
+                          hint="record them with role generator")
+    out = check_student_sigmas(levels)
+    if sigma_init is None or not math.isclose(out[0], sigma_init, rel_tol=1e-9):
+        raise ConfigError(f"student_sigmas start at {out[0]:g}, but sigma_init is {sigma_init}: one step of "
+                          "the student is its first level", hint="record sigma_init = student_sigmas[0]")
+    return list(out)
+
+
 def _check_notes(notes: Any) -> list[str]:
     if notes is None:
         return []
@@ -126,18 +156,24 @@ def _weights_tensors(net: torch.nn.Module) -> dict[str, torch.Tensor]:
 
 def save_network(net: torch.nn.Module, config: dict, out_dir: str | os.PathLike,
                  source: dict | None = None, *, role: str | None = None, sigma_init: float | None = None,
-                 notes: list[str] | None = None) -> Path:
+                 notes: list[str] | None = None, student_sigmas: list[float] | None = None) -> Path:
     """Write `net` as a native folder; returns the path of its `network.json`.
 
     `role` ("generator", "teacher" or "network", the default) and a generator's
     `sigma_init` (2.5 unless given) tell `generate` / `eval --generator` how to sample
-    it; `notes` are shown to the user. An existing `network.json` is removed first, so
-    a save that fails midway never leaves a folder that looks valid with other weights.
+    it; `notes` are shown to the user. A multi-step student (ADD-style) also records its
+    `student_sigmas` (largest first; sigma_init, default the first level, must equal it), which
+    `generate` / `eval --generator --student-steps N` sample at. An existing `network.json` is
+    removed first, so a save that fails midway never leaves a folder that looks valid with other
+    weights.
     """
     from safetensors.torch import save_file
 
     cfg = _config_of(config)
+    if student_sigmas is not None and sigma_init is None and role == "generator":
+        sigma_init = check_student_sigmas(student_sigmas)[0]
     role, sigma_init = check_role(role, sigma_init)
+    levels = _check_levels(student_sigmas, role, sigma_init)
     note_list = _check_notes(notes)
     source_json = jsonable(source, "source") if source is not None else None
     out = Path(out_dir)
@@ -160,6 +196,8 @@ def save_network(net: torch.nn.Module, config: dict, out_dir: str | os.PathLike,
         "notes": note_list,
         "source": source_json,
     }
+    if levels is not None:  # only multi-step students carry the field
+        record["student_sigmas"] = levels
     atomic_write_text(json_path, dumps(record) + "\n")
     return json_path
 
@@ -217,9 +255,10 @@ def _read_record(json_path: Path) -> dict:
     try:
         role, sigma_init = check_role(record.get("role"), sigma_init)
         notes = _check_notes(record.get("notes"))
+        levels = _check_levels(record.get("student_sigmas"), role, sigma_init)
     except ConfigError as exc:
         raise _bad(json_path, exc.message) from None
-    return {**record, "role": role, "sigma_init": sigma_init, "notes": notes}
+    return {**record, "role": role, "sigma_init": sigma_init, "notes": notes, "student_sigmas": levels}
 
 
 def read_network_config(path: str | os.PathLike) -> dict:
@@ -230,8 +269,9 @@ def read_network_config(path: str | os.PathLike) -> dict:
 
 def read_network_record(path: str | os.PathLike) -> dict:
     """The whole `network.json`, validated: config, weights digest, source, and always `role`
-    ("generator" / "teacher" / "network"), `sigma_init` (a float for generators, else None)
-    and `notes` (a list of strings), also for files written before these fields existed."""
+    ("generator" / "teacher" / "network"), `sigma_init` (a float for generators, else None),
+    `notes` (a list of strings) and `student_sigmas` (a multi-step student's levels, else None),
+    also for files written before these fields existed."""
     return _read_record(_json_path(path))
 
 

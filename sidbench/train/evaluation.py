@@ -126,7 +126,7 @@ class Evaluator:
             suite={"name": self.suite.name, "version": self.suite.version},
             method={"name": self.method.name, "version": self.method.version, "nfe": 1 if self.role ==
                     "generator" else 2 * self.suite.teacher.heun_steps - 1,
-                    "label": self.config.name, "config_hash": self.config.config_hash()},
+                    "label": self.config.name, "config_hash": self.config.config_hash(), "role": self.role},
             metrics=result["metrics"], networks=networks,
             environment={**environment(), "device": str(self.device), "processes": world,
                          "batch_per_gpu": self.config.training.micro_batch(world)},

@@ -74,6 +74,12 @@ def _product_sigma(method: Any, settings: Any) -> float | None:
     return float(value) if value is not None else None
 
 
+def _product_levels(method: Any, settings: Any) -> list[float] | None:
+    """A multi-step student's noise levels (settings' `student_sigmas`, ADD-style), for its network.json."""
+    value = getattr(settings, "student_sigmas", None) if method.product_role == "generator" else None
+    return [float(v) for v in value] if value is not None else None
+
+
 # ----------------------------------------------------------------------------- resolution ----
 
 def _resolve(config: RunConfig, method: Any) -> dict[str, Any]:
@@ -206,7 +212,8 @@ class _Run:
             def product(folder: Path) -> None:
                 save_network(self._product(nets), nets.configs[name], folder, source=source,
                              role=self.method.product_role,
-                             sigma_init=_product_sigma(self.method, self.config.method_settings))
+                             sigma_init=_product_sigma(self.method, self.config.method_settings),
+                             student_sigmas=_product_levels(self.method, self.config.method_settings))
 
             path = ckpt.write_checkpoint(self.outdir, step, networks=modules, optimizer_tensors=tensors,
                                          optimizer_meta=meta, state=self._state(step, stepper, nets, elapsed),

@@ -123,7 +123,8 @@ def teacher_recipe(suite_name: str, cfg: dict[str, Any], net_cfg: dict, seed: in
                                       "eps": 1e-8,
                                       "ema_halflife_kimg": cfg["ema_halflife_kimg"],
                                       "ema_rampup": cfg["ema_rampup"], "warmup_kimg": cfg["lr_rampup_kimg"]}},
-            "checkpoint_kimg": None, "eval_kimg": None, "tensorboard": False,
+            "checkpoint_kimg": cfg["kimg"] / 8,  # resumable after a kill
+            "eval_kimg": None, "tensorboard": False,
             "log_every_kimg": steps * batch / 1000 / 20,  # 20 windows: the loss curve
         },
     }

@@ -108,7 +108,8 @@ def quickstart(out_dir: str | os.PathLike = "runs/quickstart", *, suite: str = "
         summary = made["summary"]
         records.append(result_record(
             suite={"name": s.name, "version": s.version},
-            method={**made["method"], "nfe": summary.nfe, "label": row.label},
+            method={**made["method"], "nfe": summary.nfe, "label": row.label,
+                    "role": "teacher" if row.method == "teacher-heun" else "generator"},
             metrics=result["metrics"],
             networks={"teacher_sha256": teacher_sha, "reference_stats_sha256": sha256_file(ref_path),
                       **made.get("networks", {})},

@@ -1,0 +1,1 @@
+"""Tests of the baseline method plugins (sidbench_baselines)."""
