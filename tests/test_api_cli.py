@@ -193,7 +193,8 @@ _WORK = [("sidbench.nets.native", "load_network"), ("sidbench.generation", "gene
          ("sidbench.metrics.evaluate", "compute_reference"), ("sidbench.nets.persistence", "convert_pickle"),
          ("sidbench.nets.state_dict", "convert_state_dict"), ("sidbench.train.teacher", "train_teacher"),
          ("sidbench.workflows.quickstart", "quickstart"), ("sidbench.train.run", "train"),
-         ("sidbench.train.config", "load_recipe"), ("sidbench.workflows.validate", "validate_method")]
+         ("sidbench.train.config", "load_recipe"), ("sidbench.workflows.validate", "validate_method"),
+         ("sidbench.generation.pairs", "make_pairs")]
 
 
 @pytest.fixture
@@ -215,6 +216,7 @@ OUTPUTS = {
     "quickstart": (["--num-images", "2"], "--out", "dir"),
     "distill": (["{tmp}/recipe.yaml"], "--outdir", "dir"),
     "validate": (["sid"], "--outdir", "dir"),
+    "pairs": (["--suite", "digits", "--num-pairs", "2"], "--out", "dir"),
 }
 
 
@@ -286,7 +288,7 @@ NUMERIC_CONTEXT = {
     "generate": ["--network", "digits", "--num-images", "2"], "eval": ["--images", "{tmp}/images"],
     "refstats": ["--suite", "digits"], "convert": ["{tmp}/net.pkl", "--role", "generator"],
     "train-teacher": ["--suite", "digits"], "quickstart": [], "distill": ["{tmp}/recipe.yaml"],
-    "validate": ["sid"],
+    "validate": ["sid"], "pairs": ["--suite", "digits", "--num-pairs", "2"],
 }
 
 
@@ -328,7 +330,8 @@ DEVICE_CONTEXT = {**NUMERIC_CONTEXT, "eval": ["--images", "{tmp}/images", "--jso
                   "generate": ["--network", "digits", "--num-images", "2", "--out", "{tmp}/o"],
                   "refstats": ["--suite", "digits", "--out", "{tmp}/r.npz"],
                   "train-teacher": ["--suite", "digits", "--out", "{tmp}/t"],
-                  "quickstart": ["--out", "{tmp}/q"], "distill": ["{tmp}/recipe.yaml", "--outdir", "{tmp}/o"]}
+                  "quickstart": ["--out", "{tmp}/q"], "distill": ["{tmp}/recipe.yaml", "--outdir", "{tmp}/o"],
+                  "pairs": ["--suite", "digits", "--num-pairs", "2", "--out", "{tmp}/p"]}
 
 
 @pytest.mark.parametrize("verb", [v for v, a in _all_actions() if a.dest == "device"])

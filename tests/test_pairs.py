@@ -1,4 +1,4 @@
-"""`sidbench pairs` / `sidbench.generation.pairs`: teacher (noise, image) pairs for DMD, per seed and resumable.
+"""`sidbench pairs` / `sidbench.generation.pairs`: teacher (noise, image) pairs for DMD, per seed, resumable.
 
 The oracle is written out here: pair i's noise is sigma_max times the latent drawn first from
 `torch.Generator().manual_seed(i)` (EDM's per-image seeds), its label the class drawn next, and its
@@ -38,7 +38,8 @@ def _oracle(net, seed: int, num_steps: int = STEPS, sigma_max: float = 80.0):
 
 
 def test_pairs_are_edm_seeds_through_heun_and_do_not_depend_on_the_batch(net, tmp_path):
-    summary = make_pairs(net, tmp_path / "a", "0-6", num_steps=STEPS, batch_size=3, shard_size=4, progress=False)
+    summary = make_pairs(net, tmp_path / "a", "0-6", num_steps=STEPS, batch_size=3, shard_size=4,
+                         progress=False)
     assert (summary.written, summary.skipped, summary.shards, summary.nfe) == (7, 0, 2, 2 * STEPS - 1)
     got = read_pairs(tmp_path / "a")
     assert len(got) == 7 and got.seeds.tolist() == list(range(7)) and got.sigma_max == 80.0
@@ -59,7 +60,7 @@ def test_the_manifest_records_each_shard_with_its_sha256_and_shards_are_safetens
     make_pairs(net, tmp_path / "p", "0-4", num_steps=STEPS, shard_size=2, progress=False,
                network_info={"weights_sha256": "abc"})
     manifest = json.loads((tmp_path / "p" / MANIFEST).read_text())
-    assert manifest["format"] == "sidbench.pairs" and manifest["seeds"] == "0-4" and manifest["num_pairs"] == 5
+    assert (manifest["format"], manifest["seeds"], manifest["num_pairs"]) == ("sidbench.pairs", "0-4", 5)
     assert manifest["settings"]["num_steps"] == STEPS and manifest["settings"]["image_shape"] == list(IMG)
     assert manifest["network"]["weights_sha256"] == "abc" and len(manifest["network"]["fingerprint"]) == 64
     assert [s["seeds"] for s in manifest["shards"]] == ["0-1", "2-3", "4"]
@@ -67,7 +68,8 @@ def test_the_manifest_records_each_shard_with_its_sha256_and_shards_are_safetens
         path = tmp_path / "p" / entry["file"]
         assert hashlib.sha256(path.read_bytes()).hexdigest() == entry["sha256"]
         tensors = load_file(str(path))
-        assert set(tensors) == {"noise", "image", "labels", "seeds"} and tensors["noise"].dtype == torch.float32
+        assert set(tensors) == {"noise", "image", "labels", "seeds"}
+        assert tensors["noise"].dtype == torch.float32
 
 
 def test_a_cut_run_resumes_to_the_same_bytes_without_remaking_finished_shards(net, tmp_path, monkeypatch):
@@ -112,7 +114,8 @@ def test_other_settings_or_seeds_are_refused_where_pairs_exist(net, tmp_path):
     with pytest.raises(ConfigError, match="seeds: 0-1 -> 0-2"):
         make_pairs(net, tmp_path / "p", "0-2", num_steps=STEPS, shard_size=2, progress=False)
     with pytest.raises(ConfigError, match="network"):
-        make_pairs(tiny_net(1, label_dim=4), tmp_path / "p", "0-1", num_steps=STEPS, shard_size=2, progress=False)
+        make_pairs(tiny_net(1, label_dim=4), tmp_path / "p", "0-1", num_steps=STEPS, shard_size=2,
+                   progress=False)
 
 
 def test_an_unfinished_or_missing_pairs_folder_is_refused(net, tmp_path, monkeypatch):
@@ -136,8 +139,8 @@ def _run(argv, capsys):
 
 def test_the_verb_makes_the_suites_pairs_and_reruns_as_a_resume(tmp_path, capsys):
     out = tmp_path / "pairs"
-    rc, stdout, err = _run(["pairs", "--suite", "digits", "--num-pairs", "3", "--num-steps", "2", "--out", out],
-                           capsys)
+    argv = ["pairs", "--suite", "digits", "--num-pairs", "3", "--num-steps", "2", "--out", out]
+    rc, stdout, err = _run(argv, capsys)
     assert rc == 0, err
     assert "3 pairs written, 0 already done, 1 shards" in stdout
     got = read_pairs(out)
@@ -168,5 +171,6 @@ def test_a_one_step_generator_is_not_a_teacher(tmp_path, capsys):
     from sidbench.nets.build import build_network
 
     save_network(build_network(config), config, tmp_path / "g", role="generator", sigma_init=80.0)
-    rc, _, err = _run(["pairs", "--network", tmp_path / "g", "--num-pairs", "2", "--out", tmp_path / "o"], capsys)
+    argv = ["pairs", "--network", tmp_path / "g", "--num-pairs", "2", "--out", tmp_path / "o"]
+    rc, _, err = _run(argv, capsys)
     assert rc == 1 and "is a one-step generator" in err and err.count("\n") == 1, err

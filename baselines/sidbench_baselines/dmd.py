@@ -22,6 +22,10 @@ which is exactly the authors' `map_augment = None` (that layer has no bias); (3)
 trainer (the updated net in train mode, the others in eval), which equals the authors' all-train
 mode at their dropout 0. The regression loss takes one pair per generator sample, its index drawn
 with `ctx.draws.randint(N)`, so it does not depend on the number of processes.
+
+DMD needs its pairs folder even to be validated: `sidbench pairs --suite digits --num-pairs 1000 --out
+DIR`, then `sidbench validate dmd --set method_settings.pairs=DIR --set
+method_settings.regression_distance=l2` (or lpips where its weights are present).
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ class RegistryChoices:
         self.registry = registry
 
     def __contains__(self, value: object) -> bool:
-        return value in self.registry.names()
+        # A broken plugin is a valid choice: the verb's `get` then prints its load error on one line.
+        return isinstance(value, str) and self.registry.known(value)
 
     def __iter__(self) -> Iterator[str]:
         return iter(self.registry.names())

@@ -7,11 +7,13 @@ missing ones are made, and the result is byte-for-byte what an uninterrupted run
 writes. The modules, one idea each:
 
 - `run`: `generate` itself: checks, then the resume/extend logic;
+- `multistep`: a multi-step student (ADD-style) sampled at N of its recorded noise levels;
 - `manifest`: `generate.json`, the network fingerprint and settings an output was made with;
 - `lock`: one writer per output (`OUT.lock`);
 - `writer`: threaded PNG writing and full-disk messages;
 - `zipout`: staging in `OUT.zip.partial/` and deterministic packing of `.zip` outputs;
 - `summary`: `GenerateSummary`, what a call did.
+- `pairs`: DMD's teacher (noise, image) pairs, per seed, in hash-checked safetensors shards.
 """
 
 from sidbench.generation.manifest import MANIFEST, network_fingerprint

@@ -140,7 +140,8 @@ def test_generator_update_is_dm_plus_the_gan_weight_times_gan(weight):
     x_g = dmd.generate_images(nets["generator"], z, labels)
     dm = dmd.generator_loss(nets["teacher"], nets["fake_score"], x_g, karras_grid()[idx], noise, labels,
                             reduction="none")
-    gan = dmd2.gan_generator_loss(nets["fake_score"], x_g, karras_grid()[g_idx], g_noise, labels, reduction="none")
+    gan = dmd2.gan_generator_loss(nets["fake_score"], x_g, karras_grid()[g_idx], g_noise, labels,
+                                  reduction="none")
     torch.testing.assert_close(out.terms["dm"], dm)
     torch.testing.assert_close(out.terms["gan"], gan)
     torch.testing.assert_close(out.per_sample, dm + weight * gan)
@@ -155,13 +156,14 @@ def test_fake_update_is_fake_plus_the_cls_weight_times_the_discriminator_on_real
     d = context(nets, s, b=B, label_dim=10).draws
     z, labels = d.randn(*IMG), torch.nn.functional.one_hot(d.randint(10), 10).float()
     idx, noise = d.randint(1000, 1, 1, 1), d.randn(*IMG)
-    r_idx, r_noise, f_idx, f_noise = d.randint(1000, 1, 1, 1), d.randn(*IMG), d.randint(1000, 1, 1, 1), d.randn(*IMG)
+    r_idx, r_noise = d.randint(1000, 1, 1, 1), d.randn(*IMG)
+    f_idx, f_noise = d.randint(1000, 1, 1, 1), d.randn(*IMG)
     with torch.no_grad():
         x_g = dmd.generate_images(nets["generator"], z, labels)
     grid = karras_grid()
     fake = dmd.fake_score_loss(nets["fake_score"], x_g, grid[idx], noise, labels, reduction="none")
-    disc = dmd2.gan_discriminator_loss(nets["fake_score"], x_g, real, grid[f_idx], f_noise, grid[r_idx], r_noise,
-                                       labels, real_labels, reduction="none")
+    disc = dmd2.gan_discriminator_loss(nets["fake_score"], x_g, real, grid[f_idx], f_noise, grid[r_idx],
+                                       r_noise, labels, real_labels, reduction="none")
     torch.testing.assert_close(out.per_sample, fake + 0.25 * disc)
     torch.testing.assert_close(out.terms["discriminator"], disc)
     with pytest.raises(ConfigError, match="needs the suite's real images"):
@@ -180,7 +182,8 @@ def test_settings_are_checked():
 
     method = METHODS.get("dmd2")
     s = method.make_settings({})
-    assert (s.dfake_gen_update_ratio, s.gen_cls_loss_weight, s.cls_loss_weight, s.sigma_init) == (5, 3e-3, 1e-2, 80.0)
+    assert (s.dfake_gen_update_ratio, s.gen_cls_loss_weight, s.cls_loss_weight) == (5, 3e-3, 1e-2)
+    assert s.sigma_init == 80.0
     with pytest.raises(ConfigError, match="dfake_gen_update_ratio"):
         method.make_settings({"dfake_gen_update_ratio": 0})
     with pytest.raises(ConfigError, match="gan_classifier"):
@@ -208,13 +211,16 @@ def _toy_config(teacher, steps, **training):
 
     sets = [f"training.teacher={teacher}", f"training.duration_kimg={steps * 16 / 1000}", "training.batch=16",
             "training.batch_per_gpu=16", "training.checkpoint_kimg=null", "training.log_every_kimg=0.016"]
-    for net in ("generator", "fake_score"):
-        sets.append(f"training.networks.{net}.warmup_kimg={500 * 16 / 1000}")  # 500 steps, as the authors
+    for net in ("generator", "fake_score"):  # the authors' optimiser, and their 500-step warm-up
+        key = f"training.networks.{net}"
+        sets += [f"{key}.optimizer=adamw", f"{key}.betas=[0.9,0.999]", f"{key}.weight_decay=0.01",
+                 f"{key}.warmup_kimg={500 * 16 / 1000}"]
     sets += [f"{k}={v}" for k, v in training.items()]
     return load_recipe(RECIPES / "dmd2-toy2d.yaml", sets)
 
 
-def test_the_trainer_runs_the_generator_every_5th_step_first_with_the_warm_up(toy_teacher, tmp_path, monkeypatch):
+def test_the_trainer_runs_the_generator_every_5th_step_first_with_the_warm_up(toy_teacher, tmp_path,
+                                                                              monkeypatch):
     from sidbench.train import train
     from sidbench.train.steps import Stepper
 
@@ -252,7 +258,7 @@ def test_the_trainer_runs_the_generator_every_5th_step_first_with_the_warm_up(to
 
 
 def test_the_gan_weight_reaches_the_generator_gradient(toy_teacher, tmp_path):
-    """Two runs differing only in gen_cls_loss_weight: the generator moves differently, the first fake step not."""
+    """Two runs differing only in gen_cls_loss_weight end with different generators."""
     from safetensors.torch import load_file
 
     from sidbench.train import train
@@ -299,8 +305,8 @@ def test_init_fake_score_starts_the_fake_net_from_a_no_gan_run(toy_teacher, tmp_
     from sidbench.train import train
     from sidbench.train.networks import build_networks
 
-    nogan = train(_toy_config(toy_teacher, 3, **{"method_settings.gan_classifier": "false"}), tmp_path / "nogan",
-                  progress=False)
+    nogan = train(_toy_config(toy_teacher, 3, **{"method_settings.gan_classifier": "false"}),
+                  tmp_path / "nogan", progress=False)
     saved = load_file(str(nogan.checkpoint / "networks" / "fake_score.safetensors"))
     assert not any(k.startswith("head.") for k in saved)
     config = _toy_config(toy_teacher, 3, **{"method_settings.init_fake_score": str(tmp_path / "nogan")})
@@ -335,12 +341,12 @@ def test_imagenet_recipes_are_methods_md(name):
     lr, iterations, gan, fid = IMAGENET[name]
     config = load_recipe(RECIPES / f"{name}.yaml")
     t, m = config.training, config.method_settings
-    assert (config.suite, config.method, t.batch, t.batch_per_gpu, t.precision) == ("imagenet64-cond", "dmd2", 280,
-                                                                                   40, "bf16")
+    assert (config.suite, config.method) == ("imagenet64-cond", "dmd2")
+    assert (t.batch, t.batch_per_gpu, t.precision) == (280, 40, "bf16")
     assert t.total_steps == iterations
     for net in t.networks.values():
-        assert (net.optimizer, net.lr, net.betas, net.weight_decay, net.grad_clip_norm) == ("adamw", lr, (0.9, 0.999),
-                                                                                           0.01, 10.0)
+        assert (net.optimizer, net.lr, net.betas) == ("adamw", lr, (0.9, 0.999))
+        assert (net.weight_decay, net.grad_clip_norm) == (0.01, 10.0)
         assert net.warmup_kimg * 1000 / t.batch == 500 and net.dropout == 0.0
     assert (m.sigma_init, m.dfake_gen_update_ratio, m.gan_classifier, m.diffusion_gan) == (80.0, 5, gan, gan)
     if gan:
@@ -350,7 +356,8 @@ def test_imagenet_recipes_are_methods_md(name):
     if resumed:
         assert "dmd2-imagenet64-cond-nogan" in t.init_generator == m.init_fake_score
     (entry,) = config.expected
-    assert (entry["metric"], entry["value"], entry["arxiv"], entry["source"]) == ("fid", fid, "2405.14867", "code")
+    assert (entry["metric"], entry["value"], entry["arxiv"]) == ("fid", fid, "2405.14867")
+    assert entry["source"] == "code"
     assert config.hardware["gpus"] == 7 and "nproc_per_node 7" in config.hardware["source"]
 
 
@@ -366,4 +373,5 @@ def test_laptop_recipes_keep_the_method_settings_and_report_no_paper_number(name
         s = config.method_settings
         assert (s.dfake_gen_update_ratio, s.gen_cls_loss_weight, s.cls_loss_weight) == (5, 3e-3, 1e-2)
     else:
-        assert (config.method_settings.regression_weight, config.method_settings.regression_distance) == (0.25, "l2")
+        s = config.method_settings
+        assert (s.regression_weight, s.regression_distance) == (0.25, "l2")
