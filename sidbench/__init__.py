@@ -16,7 +16,7 @@ from sidbench.errors import SidbenchError  # noqa: E402
 
 # The functions of sidbench.api, one per CLI verb (a test keeps this equal to sidbench.api.__all__).
 API = ("convert", "distill", "env", "evaluate", "generate", "leaderboard_add", "leaderboard_show", "ls",
-       "pairs", "quickstart", "refstats", "train_teacher", "validate")
+       "pairs", "quickstart", "refstats", "report", "train_teacher", "validate")
 
 __all__ = ["SidbenchError", "__version__", *API]
 

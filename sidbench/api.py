@@ -26,7 +26,7 @@ if TYPE_CHECKING:
     from sidbench.workflows.validate import ValidationResult
 
 __all__ = ["convert", "distill", "env", "evaluate", "generate", "leaderboard_add", "leaderboard_show", "ls",
-           "pairs", "quickstart", "refstats", "train_teacher", "validate"]
+           "pairs", "quickstart", "refstats", "report", "train_teacher", "validate"]
 
 PathLike = str | os.PathLike
 LS_KINDS = ("methods", "suites", "metrics")
@@ -566,28 +566,53 @@ def train_teacher(*, suite: str, out: PathLike, kimg: float | None = None, batch
 
 def quickstart(*, out: PathLike = "runs/quickstart", suite: str = "digits", num_images: int = 2000,
                batch_size: int = 250, device: str | None = None, few_steps: int = 2, distill: bool = True,
+               budget: float = 15.0, methods: str | Sequence[str] | None = None,
                progress: bool = True) -> dict[str, Any]:
-    """The embedded default suite end to end: generate with its shipped teacher, evaluate, record.
+    """The embedded default suite end to end: its shipped teacher's rows, then (with `distill`, digits
+    only) the teacher distilled with every registered distillation method, each row evaluated and
+    recorded, a leaderboard version in `out/leaderboards` and the report `out/report.html`.
 
-    With `distill` (digits only), the teacher is also distilled into one-step generators with SiD
-    and SiDA (recipes/sid-digits.yaml, recipes/sida-digits.yaml) and their rows (NFE 1) added.
-    Writes `out/results.json` (one record per row) and returns it; device defaults to cuda
-    when available. Resumable: a rerun reuses finished images and finished training runs.
+    budget: minutes; it sets the training steps of every method, round(100 * budget / 15) (the
+    default 15: 100 steps, which finishes on an idle 2-core CPU within 15 minutes); never a clock,
+    so a budget always gives the same numbers. methods: names (a list or "a,b") to run only those;
+    default every registered distillation method, each with its digits recipe (a method without one
+    is listed as skipped, one that fails as failed with its error). Writes `out/results.json` and
+    returns it; device defaults to cuda when available. Resumable: a rerun reuses finished images,
+    pairs, training runs and records.
     """
     out = check_output_path(out, kind="dir", option="--out")
     _check_int("num_images", num_images, 1, hint="the digits protocols use 2000")
     _check_int("batch_size", batch_size, 1, hint="e.g. --batch-size 250")
     _check_int("few_steps", few_steps, 1, hint="e.g. --few-steps 2")
+    _check_positive("budget", budget, hint="minutes, e.g. --budget 15 (the default)")
+    if not isinstance(distill, bool):
+        raise ConfigError(f"--distill must be true or false, not {distill!r}")
+    names = _method_names(methods)
     from sidbench.devices import default_device
 
     dev = _device(device) if device is not None else default_device()
     _suite(suite)
+    from sidbench.workflows.quickstart import distillation_methods
     from sidbench.workflows.quickstart import quickstart as run_quickstart
 
-    if not isinstance(distill, bool):
-        raise ConfigError(f"--distill must be true or false, not {distill!r}")
+    if names is not None:
+        distillation_methods(names)  # an unknown or non-distillation name is refused before any work
     return run_quickstart(out, suite=suite, num_images=num_images, batch_size=batch_size, device=str(dev),
-                          few_steps=few_steps, distill=distill, progress=progress)
+                          few_steps=few_steps, distill=distill, budget=float(budget), methods=names,
+                          progress=progress)
+
+
+def _method_names(methods: str | Sequence[str] | None) -> list[str] | None:
+    """--methods as a list of names ("sid,dmd" or a list); None: every registered distillation method."""
+    if methods is None:
+        return None
+    items = methods.split(",") if isinstance(methods, str) else list(methods)
+    if not all(isinstance(m, str) for m in items):
+        raise ConfigError(f"--methods must be method names, not {methods!r}", hint="e.g. --methods sid,dmd")
+    names = [m.strip() for m in items if m.strip()]
+    if not names:
+        raise ConfigError("--methods names no method", hint="e.g. --methods sid,dmd, or leave it out for all")
+    return list(dict.fromkeys(names))
 
 
 def _resume(resume: str | os.PathLike | None) -> str | None:
@@ -702,3 +727,54 @@ def leaderboard_show(suite: str, *, version: str | None = None,
     from sidbench.leaderboards.store import show_version
 
     return show_version(root, suite, version)
+
+
+def report(runs: PathLike | Sequence[PathLike], *, out: PathLike, leaderboard: str | None = None,
+           root: PathLike = "leaderboards", grid: int = 8, device: str | None = None) -> dict[str, Any]:
+    """A comparison report of training run folders (`distill --outdir`): HTML (one self-contained page) or
+    Markdown (PNGs in `<stem>_files/` beside it), chosen by `out`'s suffix (.html or .md).
+
+    It holds metric-vs-kimg curves, the headline metric vs cost (device-hours), `grid` x `grid` sample
+    grids of each run's newest product for seeds 0 .. grid*grid-1 (0: none), the recipe's paper numbers
+    with a pass / fail / not comparable verdict under the recipe's tolerance, the newest version of the
+    `leaderboard` suite's table under `root` with the runs' rows beside it, and provenance (hashes,
+    environment). device (for the grids) defaults to cuda when available. Returns what was written:
+    format, files, runs, figures, verdicts.
+    """
+    _check_int("grid", grid, 0, hint="images per side of the sample grids, e.g. --grid 8 (0: no grids)")
+    if grid > 32:
+        raise ConfigError(f"--grid {grid} is more than 32 images per side",
+                          hint="a grid is a glance at the samples: e.g. --grid 8; use generate for more")
+    out = check_output_path(out, kind="file", option="--out")
+    from sidbench.reports.build import assets_folder, output_format
+
+    if output_format(out) == "markdown":
+        check_output_path(assets_folder(out), kind="dir", option="--out")
+    from sidbench.devices import default_device
+
+    dev = _device(device) if device is not None else default_device()
+    paths = [runs] if isinstance(runs, (str, os.PathLike)) else list(runs)
+    if leaderboard is not None and (not isinstance(leaderboard, str) or not leaderboard):
+        raise ConfigError("--leaderboard is empty",
+                          hint="name a suite with a leaderboard, e.g. cifar10-uncond")
+    from sidbench.reports.runs import load_runs
+
+    loaded = load_runs(paths)
+    if leaderboard is not None:
+        from sidbench.leaderboards.store import show_version
+
+        show_version(root, leaderboard)  # an unknown suite or an altered release fails before any sampling
+    from sidbench.reports.build import build_content, write_report
+    from sidbench.reports.verdict import judge
+
+    content, notes = build_content(loaded, leaderboard=leaderboard, root=root, grid=grid, device=dev)
+    written = write_report(content, out)
+    verdicts = []
+    for run in loaded:
+        for expected in run.expected:
+            v = judge(expected, run.last)
+            verdicts.append({"run": run.key, "metric": expected.get("metric"), "paper": v.paper,
+                             "measured": v.measured, "tolerance": v.tolerance, "status": v.status,
+                             "reason": v.reason})
+    return {"out": str(out), **written, "runs": [r.key for r in loaded],
+            "figures": [f.name for f in content.figures()], "verdicts": verdicts, "notes": notes}

@@ -38,6 +38,8 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "pairs": ("pairs", "pairs",
               "precompute teacher (noise, image) pairs with per-seed Heun sampling for DMD (resumable)"),
     "quickstart": ("quickstart", "quickstart", "run the embedded default suite end to end on this machine"),
+    "report": ("report", "report",
+               "compare training runs in one HTML page or Markdown: curves, cost, samples, paper verdicts"),
     # A verb of two words is an action of a group ("sidbench leaderboard add"); its module entry is
     # "module:attribute", an object with add_arguments and run.
     "leaderboard add": ("leaderboard:add", "leaderboard_add",

@@ -194,7 +194,7 @@ _WORK = [("sidbench.nets.native", "load_network"), ("sidbench.generation", "gene
          ("sidbench.nets.state_dict", "convert_state_dict"), ("sidbench.train.teacher", "train_teacher"),
          ("sidbench.workflows.quickstart", "quickstart"), ("sidbench.train.run", "train"),
          ("sidbench.train.config", "load_recipe"), ("sidbench.workflows.validate", "validate_method"),
-         ("sidbench.generation.pairs", "make_pairs")]
+         ("sidbench.generation.pairs", "make_pairs"), ("sidbench.reports.build", "build_content")]
 
 
 @pytest.fixture
@@ -217,6 +217,7 @@ OUTPUTS = {
     "distill": (["{tmp}/recipe.yaml"], "--outdir", "dir"),
     "validate": (["sid"], "--outdir", "dir"),
     "pairs": (["--suite", "digits", "--num-pairs", "2"], "--out", "dir"),
+    "report": (["{tmp}/run"], "--out", "file"),
 }
 
 
@@ -288,7 +289,7 @@ NUMERIC_CONTEXT = {
     "generate": ["--network", "digits", "--num-images", "2"], "eval": ["--images", "{tmp}/images"],
     "refstats": ["--suite", "digits"], "convert": ["{tmp}/net.pkl", "--role", "generator"],
     "train-teacher": ["--suite", "digits"], "quickstart": [], "distill": ["{tmp}/recipe.yaml"],
-    "validate": ["sid"], "pairs": ["--suite", "digits", "--num-pairs", "2"],
+    "validate": ["sid"], "pairs": ["--suite", "digits", "--num-pairs", "2"], "report": ["{tmp}/run"],
 }
 
 
@@ -331,7 +332,8 @@ DEVICE_CONTEXT = {**NUMERIC_CONTEXT, "eval": ["--images", "{tmp}/images", "--jso
                   "refstats": ["--suite", "digits", "--out", "{tmp}/r.npz"],
                   "train-teacher": ["--suite", "digits", "--out", "{tmp}/t"],
                   "quickstart": ["--out", "{tmp}/q"], "distill": ["{tmp}/recipe.yaml", "--outdir", "{tmp}/o"],
-                  "pairs": ["--suite", "digits", "--num-pairs", "2", "--out", "{tmp}/p"]}
+                  "pairs": ["--suite", "digits", "--num-pairs", "2", "--out", "{tmp}/p"],
+                  "report": ["{tmp}/run", "--out", "{tmp}/r.html"]}
 
 
 @pytest.mark.parametrize("verb", [v for v, a in _all_actions() if a.dest == "device"])

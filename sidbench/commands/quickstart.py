@@ -1,4 +1,4 @@
-"""`sidbench quickstart`: the embedded default suite end to end (API: `sidbench.quickstart`)."""
+"""`sidbench quickstart`: the embedded default suite end to end, every method (API: `sidbench.quickstart`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,15 @@ from sidbench.registry import SUITES
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--out", default="runs/quickstart", metavar="DIR",
-                        help="output folder (default: runs/quickstart)")
+                        help="working folder: images, runs, records, leaderboards/, report.html, "
+                             "results.json "
+                             "(default: runs/quickstart)")
+    parser.add_argument("--budget", type=float, default=15.0, metavar="MINUTES",
+                        help="sets every method's training steps, round(100 x MINUTES / 15); the default 15 "
+                             "(100 steps) finishes within 15 minutes on an idle 2-core CPU. Never a clock: a "
+                             "budget always gives the same numbers")
+    parser.add_argument("--methods", default=None, metavar="NAME[,NAME]",
+                        help="distil only these methods (default: every registered distillation method)")
     parser.add_argument("--suite", default="digits", metavar="NAME", choices=RegistryChoices(SUITES),
                         help="an embedded suite with a packaged teacher (default: digits)")
     parser.add_argument("--num-images", "--num", type=int, default=2000, metavar="N",
@@ -21,8 +29,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--device", default=None, help="cpu, cuda or cuda:N (default: cuda if available)")
     parser.add_argument("--few-steps", type=int, default=2, help="Heun steps of the few-step row (default 2)")
     parser.add_argument("--distill", action=argparse.BooleanOptionalAction, default=True,
-                        help="distil the digits teacher with SiD and SiDA and add their one-step rows "
-                             "(default; --no-distill skips them)")
+                        help="distil the digits teacher with every registered method and add their rows "
+                             "(default; --no-distill: the teacher's rows only)")
+
+
+def _cell(value: object) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return str(value)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,15 +49,28 @@ def run(args: argparse.Namespace) -> int:
 
     report = api.quickstart(**api_arguments(args))
     rows = summary_rows(report)
-    table = Table(title=f"sidbench quickstart — suite {report['suite']} ({args.num_images} images per row)",
-                  title_justify="left")
+    title = (f"sidbench quickstart — suite {report['suite']}, {report['num_images']} images per row, "
+             f"{report['steps']} training steps per method (--budget {report['budget_minutes']:g})")
+    table = Table(title=title, title_justify="left")
     for col in rows[0]:
-        table.add_column(col, justify="left" if col == "row" else "right")
+        table.add_column(col, justify="left" if col in ("row", "status") else "right",
+                         overflow="fold")
     for r in rows:
-        table.add_row(*(f"{v:.4g}" if isinstance(v, float) else str(v) for v in r.values()))
+        table.add_row(*(_cell(v) for v in r.values()))
     console = Console()
     console.print(table)
     console.print("FD: Fréchet distance in the digits classifier's features (lower is better); KID likewise; "
-                  "IS from its 10 logits (at most 10).")
-    console.print(f"records: {args.out}/results.json")
+                  "IS from its 10 logits (at most 10). train s / CPU s: wall and CPU seconds of training.")
+    console.print(f"took {report['seconds'] / 60:.1f} min ({report['cpu_seconds'] / 60:.1f} CPU min, "
+                  f"{report['cpu_threads']} threads)")
+    console.print(f"records: {args.out}/records/  results: {report['path']}")
+    board = report.get("leaderboard")
+    if board:
+        console.print(f"leaderboard: {board['path']}  (sidbench leaderboard show {board['suite']} --root "
+                      f"{board['root']})")
+    rep = report.get("report") or {}
+    if rep.get("path"):
+        console.print(f"report: {rep['path']}")
+    else:
+        console.print(f"report: none ({rep.get('reason', 'not made')})")
     return 0

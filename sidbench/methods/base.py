@@ -159,6 +159,10 @@ class Method:
     # `eval --generator`; with role "generator" it is saved with the settings' `sigma_init`.
     product: str = "generator"
     product_role: str = "generator"
+    # The digits recipe `sidbench quickstart` distils the shipped teacher with: a recipe mapping, or the
+    # path of a recipe file the plugin ships. None: `recipes/<name>-digits.yaml` of the source checkout
+    # sidbench runs from; with neither, the quickstart lists the method as skipped.
+    quickstart_recipe: str | Mapping[str, Any] | None = field(default=None, compare=False)
 
     def make_settings(self, values: Mapping[str, Any] | None = None) -> Any:
         """Typed settings from a mapping; unknown keys name the nearest valid one."""

@@ -48,7 +48,7 @@ class Linear(torch.nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x @ self.weight.to(x.dtype).t()
         if self.bias is not None:
-            x = x.add_(self.bias.to(x.dtype))  # in place: the product is fresh and mm's backward keeps no output
+            x = x.add_(self.bias.to(x.dtype))  # in place: a fresh product; mm's backward keeps no output
         return x
 
 

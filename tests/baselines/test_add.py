@@ -48,8 +48,8 @@ def test_distillation_weights_are_the_closed_forms():
 @pytest.mark.parametrize("weighting", ["exponential", "sds"])
 @pytest.mark.parametrize("label_dim", [0, 10])
 def test_distillation_loss_and_gradient_equal_the_formula(weighting, label_dim):
-    """loss_i = c(sigma_i) * mean_pixels (x_s - sg(D(x_s + sigma noise)))^2; its gradient is
-    J(x_s)^T [2 c (x_s - x0) / (C H W) / B], computed here with autograd.grad on x_s alone."""
+    """loss_i = c(sigma_i) * ||x_s - sg(D(x_s + sigma noise))||^2 (sum over C,H,W); its gradient is
+    J(x_s)^T [2 c (x_s - x0) / B], computed here with autograd.grad on x_s alone."""
     teacher, student = tiny_net(0, label_dim).requires_grad_(False), tiny_net(2, label_dim)
     labels = one_hot(B, label_dim) if label_dim else None
     g = torch.Generator().manual_seed(1)
@@ -63,10 +63,9 @@ def test_distillation_loss_and_gradient_equal_the_formula(weighting, label_dim):
         x0 = teacher(x_s + sigma_t * noise, sigma_t, labels, augment_labels=zeros)
     a = 1 / torch.sqrt(1 + sigma_t.flatten() ** 2)
     c = a if weighting == "exponential" else a * (sigma_t.flatten() * a) / 2
-    chw = math.prod(IMG)
-    want = c * ((x_s.detach() - x0) ** 2).flatten(1).sum(1) / chw
+    want = c * ((x_s.detach() - x0) ** 2).flatten(1).sum(1)
     want_grads = torch.autograd.grad(x_s, list(student.parameters()),
-                                     grad_outputs=2 * c.reshape(-1, 1, 1, 1) * (x_s.detach() - x0) / chw / B)
+                                     grad_outputs=2 * c.reshape(-1, 1, 1, 1) * (x_s.detach() - x0) / B)
     want_grads = {n: w for (n, _), w in zip(student.named_parameters(), want_grads, strict=True)}
 
     x_o = add.student_images(student, x_in, s, labels)

@@ -13,6 +13,7 @@ only and calls them, and one `Method` object that declares networks, settings an
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 import torch
 
@@ -100,4 +101,5 @@ METHOD = Method(
     settings=Settings,
     updates=(Update("generator", "generator", generator_update),),
     phases=_phases,
+    quickstart_recipe=str(Path(__file__).resolve().parents[1] / "recipes" / "example-kd-digits.yaml"),
 )
