@@ -250,6 +250,12 @@ def test_markdown_report_writes_its_images_beside_it(tmp_path):
         Image.open(folder / f"{name}.png").verify()
     assert "a\\|b" in text and not re.search(r"https?://", text)
     assert "not comparable" in text and result["verdicts"][0]["status"] == NOT_COMPARABLE
+    other = make_run(tmp_path / "b", name="b", checkpoint=True)
+    sidbench.report([run, other], out=out, grid=2)
+    assert (folder / "samples-2-b.png").is_file()
+    sidbench.report(run, out=out, grid=2)  # a second report at the same path: no stale figure left
+    assert sorted(p.stem for p in folder.iterdir()) == sorted(result["figures"])
+    text = out.read_text(encoding="utf-8")
     header = next(line for line in text.splitlines() if line.startswith("| run | metric"))
     verdict_row = next(line for line in text.splitlines()
                        if "not comparable" in line and line.startswith("| a"))
@@ -294,6 +300,26 @@ def test_sample_grid_tiles_are_the_per_seed_images(tmp_path):
         got = image[y:y + 16 * scale:scale, x:x + 16 * scale:scale]
         np.testing.assert_array_equal(got, want)
     assert grid.seeds == "0-8" and "class r mod 10" in grid.caption
+
+
+def test_point_suites_are_scattered_and_teacher_products_use_the_suites_heun(tmp_path):
+    from sidbench.registry import SUITES
+    from sidbench.suites.toy2d import TEACHER_NETWORK
+
+    save_network(build_network(TEACHER_NETWORK).eval(), TEACHER_NETWORK, tmp_path / "pts", role="generator")
+    points = sample_grid(tmp_path / "pts", n=2, device="cpu")
+    assert points.points and points.seeds == "0-63" and Image.open(io.BytesIO(points.png)).size[0] > 100
+    net = tiny_product()
+    save_network(net, TINY, tmp_path / "t", role="teacher")
+    digits = SUITES.get("digits")
+    grid = sample_grid(tmp_path / "t", n=1, suite=digits, device="cpu")
+    heun = {"num_steps": digits.teacher.heun_steps, "sigma_min": digits.teacher.sigma_min,
+            "sigma_max": digits.teacher.sigma_max, "rho": digits.teacher.rho}
+    want = render_seeds(net, [0], "heun", "cpu", class_idx=0, heun=heun)[0, 0]
+    scale = math.ceil(384 / (16 + 2 * 2))
+    got = np.asarray(Image.open(io.BytesIO(grid.png)))[2:2 + 16 * scale:scale, 2:2 + 16 * scale:scale]
+    np.testing.assert_array_equal(got, want)
+    assert grid.sampler == "heun" and f"{digits.teacher.heun_steps} steps" in grid.caption
 
 
 # --- bad inputs: one line, before any work --------------------------------------------------------------
@@ -401,3 +427,12 @@ def test_the_page_loads_in_headless_chromium_without_console_errors(tmp_path, bo
     dom = dom_run.stdout
     assert dom.count("<img") == len(result["figures"]) == 5
     assert "Measured vs paper" in dom and "Leaderboard: digits" in dom
+    # responsive: on a phone-wide window nothing but the tables' own scrollers is wider than the page
+    probe = tmp_path / "probe.html"
+    js = ("<script>const d = document.documentElement; addEventListener('load', () => "
+          "console.log('widths ' + d.scrollWidth + ' ' + d.clientWidth))</script>")
+    probe.write_text(page.read_text(encoding="utf-8").replace("</body>", js + "</body>"), encoding="utf-8")
+    narrow = [a if not a.startswith("--window-size") else "--window-size=420,2000" for a in base]
+    run = subprocess.run([*narrow, "--dump-dom", probe.as_uri()], capture_output=True, text=True, timeout=120)
+    widths = re.search(r"widths (\d+) (\d+)", run.stderr)
+    assert widths and widths.group(1) == widths.group(2), run.stderr[-2000:]

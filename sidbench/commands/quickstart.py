@@ -54,10 +54,12 @@ def run(args: argparse.Namespace) -> int:
     table = Table(title=title, title_justify="left")
     for col in rows[0]:
         table.add_column(col, justify="left" if col in ("row", "status") else "right",
-                         overflow="fold")
+                         no_wrap=col != "status", overflow="fold")
     for r in rows:
         table.add_row(*(_cell(v) for v in r.values()))
     console = Console()
+    if not console.is_terminal:  # a log file or a pipe: wide enough that the table's rows stay one line each
+        console = Console(width=170)
     console.print(table)
     console.print("FD: Fréchet distance in the digits classifier's features (lower is better); KID likewise; "
                   "IS from its 10 logits (at most 10). train s / CPU s: wall and CPU seconds of training.")

@@ -14,6 +14,7 @@ import datetime as _dt
 import math
 import os
 import platform
+import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,8 @@ from sidbench.reports.runs import Run, cost_hours
 from sidbench.reports.verdict import judge
 
 _ORDER = ("fid", "is", "kid", "precision", "recall", "clip_score")
-_NUMERIC = {"rank", "teacher NFE", "generator NFE", "kimg", "evaluations", "step"}
+_FIGURE_NAME = re.compile(r"^(samples-\d+-[a-z0-9-]+|[a-z0-9_]+-vs-(kimg|cost))$")
+_NUMERIC = {"rank", "teacher NFE", "generator NFE", "kimg", "evaluations", "step", "paper"}
 
 
 # --- small formatting helpers --------------------------------------------------------------------
@@ -163,7 +165,8 @@ def _reproduction(runs: Sequence[Run]) -> c.Section:
             if exp.get("source"):
                 cite += f" [{exp['source']}]"
             classes[(len(rows), 7)] = "v-" + v.status.replace(" ", "-")
-            rows.append({"run": run.key, "metric": metric_label(str(exp.get("metric") or "fid")),
+            label = metric_label(str(exp.get("metric") or "fid"), [str(exp.get("protocol") or v.protocol)])
+            rows.append({"run": run.key, "metric": label,
                          "paper protocol": exp.get("protocol") or "", "paper": paper,
                          "measured": v.measured if v.measured is not None else math.nan,
                          "measured protocol": (v.protocol or "") + (f", {entry['num_images']} images"
@@ -185,9 +188,14 @@ def _reproduction(runs: Sequence[Run]) -> c.Section:
 
 
 def _references(runs: Sequence[Run], key: str) -> list[Reference]:
+    """The papers' numbers for metric `key` under a protocol some run measured it with (others would
+    be lines on another scale)."""
+    measured = {p.split("@", 1)[0] for p in _protocols(runs, key)}
     refs: dict[tuple[float, str], str] = {}
     for run in runs:
         for exp in run.expected:
+            if exp.get("protocol") and exp["protocol"] not in measured:
+                continue
             if str(exp.get("metric") or "fid") == key and isinstance(exp.get("value"), (int, float)):
                 ident = (float(exp["value"]), str(exp.get("protocol") or ""))
                 where = f" ({exp['protocol']})" if exp.get("protocol") else ""
@@ -248,8 +256,6 @@ def _cost(runs: Sequence[Run]) -> c.Section:
 
 
 def _slug(text: str) -> str:
-    import re
-
     return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-") or "run"
 
 
@@ -275,8 +281,8 @@ def _samples(runs: Sequence[Run], grid: int, device: Any) -> tuple[c.Section, li
             blocks.append(c.Paragraph(msg, muted=True))
             continue
         blocks.append(c.Figure(f"samples-{i + 1}-{_slug(run.key)}", f"{run.key}, step {ck.step}", g.png,
-                               f"{run.key}: {g.caption}; product of checkpoint step {ck.step} "
-                               f"({fmt(ck.kimg)} kimg), weights sha256 {_short(ck.product_sha256)}.",
+                               f"{g.caption}. The product of checkpoint step {ck.step} "
+                               f"({fmt(ck.kimg)} kimg), weights sha256 {_short(ck.product_sha256)}",
                                f"sample grid of {run.key}", pixelated=not g.points))
     return c.Section("samples", "Samples", blocks), notes
 
@@ -289,7 +295,9 @@ def _leaderboard(runs: Sequence[Run], suite: str, root: str | os.PathLike) -> c.
     info = show_version(root, suite)
     manifest, rows = load_version(root, suite, Version.parse(info["version"]))
     records = dict(rows.records)
-    ours, blocks, other = set(), [], []
+    ours: dict[str, str] = {}  # row id -> the run's name
+    blocks: list[c.Block] = []
+    other = []
     for run in runs:
         if run.suite != suite:
             other.append(f"{run.key} ({run.suite})")
@@ -298,7 +306,7 @@ def _leaderboard(runs: Sequence[Run], suite: str, root: str | os.PathLike) -> c.
             continue
         rid = f"this-report-{row_id(run.last)}-{_slug(run.key)}"
         records[rid] = run.last
-        ours.add(rid)
+        ours[rid] = run.key
         majors = manifest.get("majors") or {}
         for key, entry in run.last["metrics"].items():
             p = entry["protocol"]
@@ -313,10 +321,12 @@ def _leaderboard(runs: Sequence[Run], suite: str, root: str | os.PathLike) -> c.
         values = [v for v in df[col.key] if isinstance(v, float) and math.isfinite(v)]
         if values:
             best[col.key] = min(values) if col.lower_is_better else max(values)
-    labels = {col.key: f"{col.label} {col.arrow}" for col in columns}
+    protocols = {col.key: [p.split(": ", 1)[1] for cell in df["protocols"] for p in str(cell).split("; ")
+                           if p.startswith(f"{col.key}: ")] for col in columns}
+    labels = {col.key: f"{metric_label(col.key, protocols[col.key])} {col.arrow}" for col in columns}
     show = pd.DataFrame({
         "rank": df["rank"],
-        "row": [("\u25b6 " if r in ours else "") + str(lbl)
+        "row": [f"\u25b6 {ours[r]}" if r in ours else str(lbl)
                 for r, lbl in zip(df["row"], df["label"], strict=True)],
         "source": [s + (f" [{t}]" if t else "") for s, t in zip(df["source"], df["source_tag"], strict=True)],
         "teacher NFE": df["teacher_nfe"], "generator NFE": df["generator_nfe"],
@@ -462,6 +472,10 @@ def write_report(report: c.Report, out: str | os.PathLike) -> dict[str, Any]:
                 atomic_write_bytes(folder / f"{fig.name}.png", fig.png)
                 files.append(str(folder / f"{fig.name}.png"))
             atomic_write_text(path, render_markdown(report, folder.name))
+            names = {f"{fig.name}.png" for fig in report.figures()}
+            for old in folder.glob("*.png"):  # figures of an earlier report at this path (other runs)
+                if old.name not in names and _FIGURE_NAME.match(old.stem):
+                    old.unlink(missing_ok=True)
     except OSError as exc:
         raise output_error(exc, path, "--out") from exc
     return {"format": kind, "files": files}

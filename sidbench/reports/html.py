@@ -59,6 +59,8 @@ caption { caption-side: bottom; text-align: left; padding: 0.5rem 0.75rem; color
 th, td { padding: 0.45rem 0.7rem; border-bottom: 1px solid var(--line); vertical-align: top; }
 th { background: var(--head); text-align: left; font-weight: 600; white-space: nowrap; }
 td.r, th.r { text-align: right; font-variant-numeric: tabular-nums; white-space: nowrap; }
+tbody td:first-child { white-space: nowrap; font-weight: 500; }
+td.wide { min-width: 16rem; }
 tbody tr:last-child td { border-bottom: none; }
 tr.ours td { background: var(--ours); }
 td.best { font-weight: 700; }
@@ -69,9 +71,12 @@ td.best { font-weight: 700; }
 .v-not-comparable .badge, .v-not-measured .badge { color: var(--nc); background: var(--nc-bg); }
 figure { margin: 1rem 0 1.75rem; }
 figure .plate { background: #ffffff; border: 1px solid var(--line); border-radius: 10px; padding: 0.5rem;
-  display: inline-block; max-width: 100%; }
+  display: block; width: fit-content; max-width: 100%; }
 figure img { display: block; max-width: 100%; height: auto; }
 figure img.pixelated { image-rendering: pixelated; image-rendering: crisp-edges; }
+#samples { display: flex; flex-wrap: wrap; gap: 0 1.5rem; align-items: flex-start; }
+#samples > h2, #samples > p { flex-basis: 100%; }
+#samples figure { flex: 0 1 30rem; min-width: 0; }
 figcaption { color: var(--muted); font-size: 0.88rem; margin-top: 0.4rem; max-width: 50rem; }
 .kv { background: var(--card); border: 1px solid var(--line); border-radius: 8px; padding: 0.75rem 1rem;
   margin: 0.75rem 0; }
@@ -102,7 +107,8 @@ def _table(t: c.Table) -> str:
     for i, row in enumerate(t.rows):
         cells = []
         for j, (text, a) in enumerate(zip(row, t.align, strict=True)):
-            cls = " ".join(x for x in ("r" if a == "r" else "", t.cell_class.get((i, j), "")) if x)
+            wide = "wide" if a != "r" and len(text) > 40 else ""  # long text: a readable column width
+            cls = " ".join(x for x in ("r" if a == "r" else "", wide, t.cell_class.get((i, j), "")) if x)
             badge = any(x.startswith("v-") for x in cls.split())
             inner = f'<span class="badge">{esc(text)}</span>' if badge else esc(text)
             cells.append(f'<td class="{esc(cls)}">{inner}</td>' if cls else f"<td>{inner}</td>")

@@ -24,7 +24,7 @@ so a given budget always gives the same numbers; DEFAULT_BUDGET is what the defa
 an idle 2-core CPU, with room to spare.
 
 Working folder `out`: `heun18/`, `heun2/` (teacher images), `pairs/` (teacher pairs, for a method
-with a `pairs` setting such as DMD), `<method>/steps-N/{run,images,images-Kstep}`, `records/`
+with a `pairs` setting such as DMD), `<method>/steps-N-<config hash>/{run,images,images-Kstep}`, `records/`
 (one result record per row, never edited: a rerun that measures the same numbers keeps the file,
 a different measurement of a row is a new file), `leaderboards/digits/vX.Y.Z/`, `report.html` and
 `results.json` (what this invocation did). Everything resumes: finished images, pairs, training
@@ -193,10 +193,11 @@ def one_line(exc: BaseException) -> str:
     return text if len(text) <= 300 else text[:297] + "..."
 
 
-def quickstart_recipe(raw: Mapping[str, Any], steps: int, *, num_images: int, batch_size: int,
+def quickstart_recipe(raw: Mapping[str, Any], steps: int, *, num_images: int,
                       pairs: str | None = None) -> dict[str, Any]:
     """A method's digits recipe cut to `steps` training steps: the same batch and settings, checkpoints
-    CHECKPOINTS times, digits-fd on `num_images` images at kimg 0 and CURVE_POINTS times after."""
+    CHECKPOINTS times, digits-fd on `num_images` images at kimg 0 and CURVE_POINTS times after; with
+    `pairs`, the teacher pairs folder of a method that has that setting."""
     out = copy.deepcopy(dict(raw))
     training = out.setdefault("training", {})
     batch = int(training.get("batch", 256))
@@ -204,7 +205,7 @@ def quickstart_recipe(raw: Mapping[str, Any], steps: int, *, num_images: int, ba
     training["duration_kimg"] = nimg / 1000
     training["checkpoint_kimg"] = math.ceil(steps / CHECKPOINTS) * batch / 1000
     training["eval_kimg"] = math.ceil(steps / CURVE_POINTS) * batch / 1000
-    training["eval"] = {"protocols": ["digits-fd"], "num_images": num_images, "batch_size": batch_size}
+    training["eval"] = {"protocols": ["digits-fd"], "num_images": num_images}
     training["tensorboard"] = False
     if pairs is not None:
         out.setdefault("method_settings", {})["pairs"] = pairs
@@ -318,7 +319,8 @@ def quickstart(out_dir: str | os.PathLike = "runs/quickstart", *, suite: str = "
             say(f"{stage}: {cand.status}: {cand.reason}")
             lines.append(Line(f"{cand.name} one-step", cand.name, cand.status, cand.reason))
             continue
-        say(f"{stage}: distilling {steps} steps ({cand.recipe_source}), then evaluating")
+        say(f"{stage}: distilling {steps} step{'s' if steps != 1 else ''} ({cand.recipe_source}), then "
+            "evaluating")
         lines += _method_lines(ctx, cand, steps)
     records = [Path(line.record_file) for line in lines if line.record_file]
     leaderboard = _release(out / "leaderboards", s.name, records, steps) if records else None
@@ -361,11 +363,13 @@ def _teacher_images(ctx: _Context, heun_steps: int) -> _Made:
 def _measure(ctx: _Context, made: _Made, method: str, run_dir: Path | None = None) -> Line:
     """Evaluate a row's images with the suite's protocols and keep its record in `out/records/`."""
     from sidbench.metrics.evaluate import evaluate
+    from sidbench.metrics.protocols import get_protocol
     from sidbench.nets.seeds import format_seeds
 
+    protocols = [p for p in ctx.s.protocols if get_protocol(p).metric in QUICKSTART_METRICS]
     t0 = time.perf_counter()
     result = evaluate(made.images, ref=str(ctx.ref_path), ref_images=ctx.reference,
-                      metrics=QUICKSTART_METRICS, protocols=list(ctx.s.protocols), batch_size=ctx.batch_size,
+                      metrics=QUICKSTART_METRICS, protocols=protocols, batch_size=ctx.batch_size,
                       device=ctx.device)
     evaluate_seconds = round(time.perf_counter() - t0, 2)
     summary = made.summary
@@ -396,11 +400,14 @@ def _method_lines(ctx: _Context, cand: Candidate, steps: int) -> list[Line]:
     """Distil, sample and evaluate one method; any failure becomes a failed line (the others go on)."""
     lines: list[Line] = []
     label = f"{cand.name} one-step"
-    method_dir = ctx.out / cand.name / f"steps-{steps}"
     try:
-        run, config, cost = _distil(ctx, cand, steps, method_dir)
-        for made in _distilled_images(ctx, cand, run, config, cost, method_dir):
-            label = made.label
+        config = _config(ctx, cand, steps)
+        # one folder per config: other steps or evaluation images are another run, never a refused resume
+        method_dir = ctx.out / cand.name / f"steps-{steps}-{config.config_hash()[:8]}"
+        run, cost = _distil(ctx, cand, config, method_dir)
+        product = _Product(ctx, cand, run, config, cost, method_dir)
+        for label, images, sigmas in product.rows:
+            made = product.images(label, images, sigmas)
             lines.append(_measure(ctx, made, cand.name, run_dir=run.outdir))
     except Exception as exc:  # a failing method (a plugin's bug, a NaN run) must not stop the others
         reason = one_line(exc)
@@ -437,20 +444,26 @@ def _ensure_pairs(ctx: _Context) -> tuple[str, float]:
 _STEP = re.compile(r"step-(\d+)$")
 
 
-def _distil(ctx: _Context, cand: Candidate, steps: int, method_dir: Path) -> tuple[Any, Any, dict[str, Any]]:
-    """Train (or find finished) the method's run; returns the RunResult, config and training cost."""
+def _config(ctx: _Context, cand: Candidate, steps: int) -> Any:
+    """The method's RunConfig: its digits recipe cut to `steps`, with the teacher pairs if it takes them."""
     from sidbench.train.config import load_recipe
-    from sidbench.train.run import train
 
     assert cand.recipe is not None
-    raw = quickstart_recipe(cand.recipe, steps, num_images=len(ctx.seeds), batch_size=ctx.batch_size)
-    config = load_recipe(raw)
+    config = load_recipe(quickstart_recipe(cand.recipe, steps, num_images=len(ctx.seeds)))
+    if _needs_pairs(config):
+        pairs, _ = _ensure_pairs(ctx)
+        config = load_recipe(quickstart_recipe(cand.recipe, steps, num_images=len(ctx.seeds), pairs=pairs))
+    return config
+
+
+def _distil(ctx: _Context, cand: Candidate, config: Any, method_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """Train (or find finished) the method's run; returns the RunResult and the training cost."""
+    from sidbench.train.run import train
+
+    steps = config.training.total_steps
     cost: dict[str, Any] = {}
     if _needs_pairs(config):
-        pairs, seconds = _ensure_pairs(ctx)
-        config = load_recipe(quickstart_recipe(cand.recipe, steps, num_images=len(ctx.seeds),
-                                               batch_size=ctx.batch_size, pairs=pairs))
-        cost["pairs_seconds"] = seconds
+        cost["pairs_seconds"] = _ensure_pairs(ctx)[1]
     t0, c0 = time.perf_counter(), time.process_time()
     run = train(config, method_dir / "run", resume="auto", progress=ctx.progress, device=ctx.device)
     wall, cpu = time.perf_counter() - t0, time.process_time() - c0
@@ -466,7 +479,7 @@ def _distil(ctx: _Context, cand: Candidate, steps: int, method_dir: Path) -> tup
     cost.update({"train_seconds": totals["train_seconds"], "train_cpu_seconds": totals["train_cpu_seconds"],
                  "train_seconds_now": round(wall, 2), "train_cpu_seconds_now": round(cpu, 2),
                  "steps_trained_now": trained})
-    return run, config, cost
+    return run, cost
 
 
 def _add_train_cost(path: Path, config_hash: str, wall: float, cpu: float, steps: int) -> dict[str, Any]:
@@ -486,46 +499,53 @@ def _add_train_cost(path: Path, config_hash: str, wall: float, cpu: float, steps
     return totals
 
 
-def _distilled_images(ctx: _Context, cand: Candidate, run: Any, config: Any, cost: dict[str, Any],
-                      method_dir: Path) -> list[_Made]:
-    """The product's one-step images (and, for a multi-step student, images at all its levels)."""
-    from sidbench.generation import generate
-    from sidbench.generation.multistep import pick_levels
-    from sidbench.nets.native import load_network, read_network_record
+class _Product:
+    """A finished run's product: its network, what every row of it records, and the rows to sample:
+    one step, and for a multi-step student (ADD: `student_sigmas` in its network.json) all its levels."""
 
-    record = read_network_record(run.product)
-    generator = load_network(run.product, device=ctx.device)
-    m = config.get_method()
-    base = {"name": m.name, "version": m.version, "kimg": run.kimg, "steps": run.steps,
-            "recipe": cand.recipe_source, "provided_by": cand.distribution}
-    if _needs_pairs(config):
-        base["teacher_pairs"] = NUM_PAIRS
-    networks = {"generator_sha256": record["weights_sha256"]}
-    checkpoint_state = Path(run.checkpoint) / "state.json"
-    if checkpoint_state.is_file():
-        networks["checkpoint_sha256"] = sha256_file(checkpoint_state)
-    env = {"batch_per_gpu": config.training.micro_batch(1)}
-    extra = {"kimg": run.kimg, "step": run.steps, "run": str(run.outdir)}
-    info = {"weights_sha256": record["weights_sha256"], "role": record.get("role")}
-    levels = list(record.get("student_sigmas") or [])
-    plans: list[tuple[str, Path, list[float] | None]] = [
-        (f"{cand.name} one-step", method_dir / "images", None)]
-    if len(levels) > 1:
-        n = len(levels)
-        plans.append((f"{cand.name} {n}-step", method_dir / f"images-{n}step", list(pick_levels(levels, n))))
-    out = []
-    for label, images, sigmas in plans:
+    def __init__(self, ctx: _Context, cand: Candidate, run: Any, config: Any, cost: dict[str, Any],
+                 method_dir: Path):
+        from sidbench.generation.multistep import pick_levels
+        from sidbench.nets.native import load_network, read_network_record
+
+        self.ctx, self.run, self.cost = ctx, run, cost
+        self.record = read_network_record(run.product)
+        self.generator = load_network(run.product, device=ctx.device)
+        m = config.get_method()
+        self.base = {"name": m.name, "version": m.version, "kimg": run.kimg, "steps": run.steps,
+                     "recipe": cand.recipe_source, "provided_by": cand.distribution}
+        if _needs_pairs(config):
+            self.base["teacher_pairs"] = NUM_PAIRS
+        self.networks = {"generator_sha256": self.record["weights_sha256"]}
+        state = Path(run.checkpoint) / "state.json"
+        if state.is_file():
+            self.networks["checkpoint_sha256"] = sha256_file(state)
+        self.env = {"batch_per_gpu": config.training.micro_batch(1)}
+        levels = list(self.record.get("student_sigmas") or [])
+        self.rows: list[tuple[str, Path, list[float] | None]] = [
+            (f"{cand.name} one-step", method_dir / "images", None)]
+        if len(levels) > 1:
+            n = len(levels)
+            self.rows.append((f"{cand.name} {n}-step", method_dir / f"images-{n}step",
+                              list(pick_levels(levels, n))))
+
+    def images(self, label: str, images: Path, sigmas: list[float] | None) -> _Made:
+        """One PNG per seed: the one-step sampler, or the student's levels `sigmas`."""
+        from sidbench.generation import generate
+
+        ctx, record = self.ctx, self.record
+        info = {"weights_sha256": record["weights_sha256"], "role": record.get("role")}
         t0 = time.perf_counter()
-        summary = generate(generator, images, ctx.seeds, batch_size=ctx.batch_size, sampler="onestep",
+        summary = generate(self.generator, images, ctx.seeds, batch_size=ctx.batch_size, sampler="onestep",
                            sigma_init=float(record["sigma_init"]), device=ctx.device, network_info=info,
                            progress=ctx.progress, student_sigmas=sigmas)
-        method = {**base, "num_steps": 1 if sigmas is None else len(sigmas)}
+        method = {**self.base, "num_steps": 1 if sigmas is None else len(sigmas)}
         if sigmas is not None:
             method["student_sigmas"] = sigmas
-        out.append(_Made(label, images, summary, method, round(time.perf_counter() - t0, 2),
-                         networks=networks, cost=cost, extra=extra, config_hash=run.config_hash,
-                         environment=env))
-    return out
+        return _Made(label, images, summary, method, round(time.perf_counter() - t0, 2),
+                     networks=self.networks, cost=self.cost, config_hash=self.run.config_hash,
+                     extra={"kimg": self.run.kimg, "step": self.run.steps, "run": str(self.run.outdir)},
+                     environment=self.env)
 
 
 # --- records, leaderboard, report ----------------------------------------------------------------
