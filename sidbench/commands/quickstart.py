@@ -57,9 +57,9 @@ def run(args: argparse.Namespace) -> int:
                          no_wrap=col != "status", overflow="fold")
     for r in rows:
         table.add_row(*(_cell(v) for v in r.values()))
-    console = Console()
+    console = Console(markup=False)  # paths and a plugin's error text are printed as they are
     if not console.is_terminal:  # a log file or a pipe: wide enough that the table's rows stay one line each
-        console = Console(width=170)
+        console = Console(markup=False, width=170)
     console.print(table)
     console.print("FD: Fréchet distance in the digits classifier's features (lower is better); KID likewise; "
                   "IS from its 10 logits (at most 10). train s / CPU s: wall and CPU seconds of training.")

@@ -341,9 +341,10 @@ def quickstart(out_dir: str | os.PathLike = "runs/quickstart", *, suite: str = "
 
 def _stderr_printer() -> Callable[[str], None]:
     from rich.console import Console
+    from rich.markup import escape
 
     console = Console(stderr=True, highlight=False)
-    return lambda line: console.print(f"[bold]quickstart[/bold] {line}", markup=True)
+    return lambda line: console.print(f"[bold]quickstart[/bold] {escape(line)}", markup=True)
 
 
 def _teacher_images(ctx: _Context, heun_steps: int) -> _Made:
@@ -642,11 +643,11 @@ def _make_report(ctx: _Context, lines: list[Line], leaderboard: dict[str, Any] |
     return {"path": str(path), "reason": "", "notes": list(notes)}
 
 
-def summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
+def summary_rows(result: Mapping[str, Any]) -> list[dict[str, Any]]:
     """One flat row per line of the table: the numbers a person looks at first (None where not measured)."""
     rows = []
-    for line in report["lines"]:
-        rec = _record_of(report, line)
+    for line in result["lines"]:
+        rec = _record_of(result, line)
         m = rec["metrics"] if rec else {}
         cost = rec["cost"] if rec else {}
         value = {k: m[k]["value"] if k in m else None for k in ("fid", "is", "kid", "precision", "recall")}
@@ -662,10 +663,10 @@ def summary_rows(report: Mapping[str, Any]) -> list[dict[str, Any]]:
     return rows
 
 
-def _record_of(report: Mapping[str, Any], line: Mapping[str, Any]) -> dict[str, Any] | None:
+def _record_of(result: Mapping[str, Any], line: Mapping[str, Any]) -> dict[str, Any] | None:
     if line["status"] != "measured":
         return None
-    for rec in report["records"]:
+    for rec in result["records"]:
         if rec["method"]["label"] == line["label"]:
             return rec
     return None
