@@ -344,6 +344,9 @@ def test_quickstart_smoke_every_registered_method_recorded_and_reported(tmp_path
     assert many["metrics"]["fid"]["value"] < 0.1 * few["metrics"]["fid"]["value"]
     assert many["metrics"]["is"]["value"] > 8.5 > few["metrics"]["is"]["value"]
     for line in result["lines"]:
+        if line["status"] == "skipped":  # methods other tests registered in-process, without a recipe
+            assert METHODS.source(line["method"]) == "tests", line
+            continue
         assert line["status"] == "measured", line
         assert (out / "records" / line["record_file"].rsplit("/", 1)[-1]).is_file()
     html = (out / "report.html").read_text()
