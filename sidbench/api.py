@@ -231,7 +231,7 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     Returns a `GenerateSummary`.
     """
     from sidbench.nets.native import DEFAULT_SIGMA_INIT
-    from sidbench.nets.sampler import check_sampler_settings, default_steps
+    from sidbench.nets.sampler import check_sampler_settings
     from sidbench.nets.seeds import check_class_idx, resolve_seeds
 
     out = check_output_path(out, kind="dir_or_zip", option="--out")
@@ -243,14 +243,9 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     _check_choice("sampler", sampler, SAMPLERS)
     dev = _device(device)
     s = _suite(suite)
-    if network is None:
-        if s is None:
-            raise ConfigError("no network given", hint="give --network DIR (or a suite name such as digits) "
-                                                       "or --suite NAME for the suite's teacher")
-        from sidbench.suites.resolve import resolve_suite
-
-        network = resolve_suite(s.name, need=("teacher",), check=False).teacher
-    path, record = _network_record(network, s, "network")
+    no_network = ConfigError("no network given", hint="give --network DIR (or a suite name such as digits) "
+                                                      "or --suite NAME for the suite's teacher")
+    path, record = _network_or_teacher(network, s, no_network)
     check_class_idx(class_idx, int(record["init_kwargs"].get("label_dim") or 0))
     role = record.get("role")
     if sampler is None:
@@ -258,12 +253,7 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     levels = _student_levels(path, record, student_steps, sampler, sigma_init)
     if sigma_init is None:
         sigma_init = float(record.get("sigma_init") or DEFAULT_SIGMA_INIT)
-    heun = {k: getattr(s.teacher, k) if s is not None else v for k, v in _EDM_HEUN.items()}
-    heun.update({k: v for k, v in (("sigma_min", sigma_min), ("sigma_max", sigma_max), ("rho", rho))
-                 if v is not None})
-    if num_steps is None:
-        resolution = int(record["init_kwargs"].get("img_resolution", 32))
-        num_steps = s.teacher.heun_steps if s is not None else default_steps(resolution)
+    num_steps, heun = _heun_defaults(s, record, num_steps, sigma_min, sigma_max, rho)
     settings = check_sampler_settings(num_steps=num_steps, S_churn=s_churn, S_min=s_min, S_max=s_max,
                                       S_noise=s_noise, sigma_init=sigma_init, sampler=sampler, **heun)
 
@@ -276,6 +266,33 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     return generate_images(net, out, seed_list, batch_size=batch_size, sampler=sampler, class_idx=class_idx,
                            device=dev, network_info=info, progress=progress, student_sigmas=levels,
                            **settings)
+
+
+def _network_or_teacher(network: PathLike | None, s: Any, missing: ConfigError) -> tuple[Path, dict]:
+    """(path, network record) of `network`, or of suite `s`'s teacher when none is given (`missing`
+    is raised when there is neither)."""
+    if network is None:
+        if s is None:
+            raise missing
+        from sidbench.suites.resolve import resolve_suite
+
+        network = resolve_suite(s.name, need=("teacher",), check=False).teacher
+    return _network_record(network, s, "network")
+
+
+def _heun_defaults(s: Any, record: dict, num_steps: int | None, sigma_min: float | None,
+                   sigma_max: float | None, rho: float | None) -> tuple[int, dict[str, float]]:
+    """(num_steps, sigma_min/sigma_max/rho): the given values, else suite `s`'s teacher's, else EDM's
+    (18 steps up to 32x32, 40 above)."""
+    from sidbench.nets.sampler import default_steps
+
+    heun = {k: getattr(s.teacher, k) if s is not None else v for k, v in _EDM_HEUN.items()}
+    heun.update({k: v for k, v in (("sigma_min", sigma_min), ("sigma_max", sigma_max), ("rho", rho))
+                 if v is not None})
+    if num_steps is None:
+        resolution = int(record["init_kwargs"].get("img_resolution", 32))
+        num_steps = s.teacher.heun_steps if s is not None else default_steps(resolution)
+    return num_steps, heun
 
 
 def _student_levels(path: Path, record: dict, steps: int | None, sampler: str, sigma_init: float | None
@@ -313,7 +330,7 @@ def pairs(*, out: PathLike, suite: str | None = None, network: PathLike | None =
     0.002, 80, 7). Safetensors shards of `shard_size` pairs and `pairs.json` (sha256 per shard).
     Returns a `PairsSummary`.
     """
-    from sidbench.nets.sampler import check_sampler_settings, default_steps
+    from sidbench.nets.sampler import check_sampler_settings
     from sidbench.nets.seeds import resolve_seeds
 
     out = check_output_path(out, kind="dir", option="--out")
@@ -324,24 +341,14 @@ def pairs(*, out: PathLike, suite: str | None = None, network: PathLike | None =
     _check_int("shard_size", shard_size, 1, hint="e.g. --shard-size 1000")
     dev = _device(device)
     s = _suite(suite)
-    if network is None:
-        if s is None:
-            raise ConfigError("no teacher given",
-                              hint="give --suite NAME for the suite's teacher, or --network DIR")
-        from sidbench.suites.resolve import resolve_suite
-
-        network = resolve_suite(s.name, need=("teacher",), check=False).teacher
-    path, record = _network_record(network, s, "network")
+    path, record = _network_or_teacher(
+        network, s, ConfigError("no teacher given",
+                                hint="give --suite NAME for the suite's teacher, or --network DIR"))
     if record.get("role") == "generator":
         raise ConfigError(f"{path} is a one-step generator (role in its network.json); pairs come from a "
                           "teacher",
                           hint="give the teacher with --network, or --suite NAME for the suite's")
-    heun = {k: getattr(s.teacher, k) if s is not None else v for k, v in _EDM_HEUN.items()}
-    heun.update({k: v for k, v in (("sigma_min", sigma_min), ("sigma_max", sigma_max), ("rho", rho))
-                 if v is not None})
-    if num_steps is None:
-        resolution = int(record["init_kwargs"].get("img_resolution", 32))
-        num_steps = s.teacher.heun_steps if s is not None else default_steps(resolution)
+    num_steps, heun = _heun_defaults(s, record, num_steps, sigma_min, sigma_max, rho)
     settings = check_sampler_settings(num_steps=num_steps, **heun)
 
     from sidbench.generation.pairs import make_pairs
