@@ -21,10 +21,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import sys
 
 import torch
+from authors_compare import clear, grad_rel, import_fresh, randomise, rel
 from sidbench_baselines import diff_instruct as di
 
 from sidbench.nets import build_network
@@ -38,24 +38,8 @@ def kwargs(dropout: float) -> dict:
 
 
 def import_repo(path: str):
-    for name in list(sys.modules):
-        if name.split(".")[0] in ("training", "torch_utils", "dnnlib"):
-            del sys.modules[name]
-    sys.path.insert(0, path)
-    try:
-        import training.di_loss as di_loss
-        import training.networks as networks
-    finally:
-        sys.path.remove(path)
-    return networks, di_loss
-
-
-def randomise(net: torch.nn.Module, seed: int) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.5 / math.sqrt(max(1, p[0].numel()))))
-    return net
+    found = import_fresh(path, ["training.networks", "training.di_loss"])
+    return found["training.networks"], found["training.di_loss"]
 
 
 def pair(networks, label_dim: int, seed: int, dropout: float):
@@ -101,30 +85,6 @@ def cuda_rng_on_cpu():
         yield
     finally:
         torch.cuda.get_rng_state, torch.cuda.set_rng_state = get, set_
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    scale = float(b.abs().max())
-    return float((a - b).abs().max()) / scale if scale > 0 else float((a - b).abs().max())
-
-
-def grad_rel(ours: torch.nn.Module, theirs: torch.nn.Module) -> float:
-    theirs_g = dict(theirs.named_parameters())
-    worst = 0.0
-    for name, p in ours.named_parameters():
-        q = theirs_g[name]
-        if q.grad is None and p.grad is None:
-            continue
-        a = p.grad if p.grad is not None else torch.zeros_like(p)
-        b = q.grad if q.grad is not None else torch.zeros_like(q)
-        worst = max(worst, rel(a.flatten(), b.flatten()))
-    return worst
-
-
-def clear(*nets):
-    for net in nets:
-        for p in net.parameters():
-            p.grad = None
 
 
 def compare(networks, loss_mod, results: dict, controls: dict) -> None:

@@ -19,11 +19,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import sys
 import types
 
 import torch
+from authors_compare import clear, randomise, rel
 from sidbench_baselines import dmd, dmd2
 from sidbench_baselines.karras import karras_grid
 
@@ -41,14 +41,6 @@ def import_authors(path: str):
     import main.edm.edm_guidance as guidance
     from third_party.edm.training.networks import EDMPrecond
     return guidance, EDMPrecond
-
-
-def randomise(net: torch.nn.Module, seed: int, scale: float = 0.5) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (scale / math.sqrt(max(1, p[0].numel()))))
-    return net
 
 
 def theirs_net(EDMPrecond, seed: int) -> torch.nn.Module:
@@ -98,11 +90,6 @@ class Recorder:
         raise KeyError(name)
 
 
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    scale = float(b.abs().max())
-    return float((a - b).abs().max()) / scale if scale > 0 else float((a - b).abs().max())
-
-
 def grad_rel(ours: torch.nn.Module, theirs: torch.nn.Module, prefix: str = "") -> float:
     """Largest relative gradient difference over the parameters both have (ours may keep map_augment)."""
     theirs_g = dict(theirs.named_parameters())
@@ -127,12 +114,6 @@ SIZES: dict[str, float] = {}  # the authors' values, printed so a comparison of 
 def grad_norm(net: torch.nn.Module) -> float:
     total = sum(float(p.grad.double().pow(2).sum()) for p in net.parameters() if p.grad is not None)
     return float(total**0.5)
-
-
-def clear(*nets):
-    for net in nets:
-        for p in net.parameters():
-            p.grad = None
 
 
 def build(guidance_mod, EDMPrecond):

@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import math
 import sys
 
 import torch
+from authors_compare import clear, grad_rel, import_fresh, randomise, rel
 
 from sidbench.methods import sid, sida
 from sidbench.nets import build_network
@@ -30,30 +30,11 @@ B = 6
 
 
 def import_branch(path: str):
-    """Import a branch's `training`, `torch_utils`, `dnnlib` (and `sida_training`) afresh from `path`."""
-    for name in list(sys.modules):
-        if name.split(".")[0] in ("training", "torch_utils", "dnnlib", "sida_training"):
-            del sys.modules[name]
-    sys.path.insert(0, path)
-    try:
-        import training.networks as networks
-        import training.sid_loss as sid_loss
-        mods = {"networks": networks, "sid_loss": sid_loss}
-        with contextlib.suppress(ImportError):
-            import sida_training.sida_loss as sida_loss
-            import sida_training.sida_networks as sida_networks
-            mods.update(sida_loss=sida_loss, sida_networks=sida_networks)
-    finally:
-        sys.path.remove(path)
-    return mods
-
-
-def randomise(net: torch.nn.Module, seed: int) -> torch.nn.Module:
-    g = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for p in net.parameters():
-            p.copy_(torch.randn(p.shape, generator=g) * (0.5 / math.sqrt(max(1, p[0].numel()))))
-    return net
+    """A branch's `training`, `torch_utils`, `dnnlib` (and `sida_training`) imported afresh from `path`."""
+    found = import_fresh(path, ["training.networks", "training.sid_loss"],
+                         roots=("training", "torch_utils", "dnnlib", "sida_training"),
+                         optional=["sida_training.sida_loss", "sida_training.sida_networks"])
+    return {name.rsplit(".", 1)[1]: mod for name, mod in found.items()}
 
 
 def pair(cls, label_dim: int, seed: int, **extra):
@@ -87,30 +68,6 @@ class Recorder:
             yield self
         finally:
             torch.rand, torch.randn, torch.randn_like = originals
-
-
-def rel(a: torch.Tensor, b: torch.Tensor) -> float:
-    scale = float(b.abs().max())
-    return float((a - b).abs().max()) / scale if scale > 0 else float((a - b).abs().max())
-
-
-def grad_rel(ours: torch.nn.Module, theirs: torch.nn.Module) -> float:
-    theirs_g = dict(theirs.named_parameters())
-    worst = 0.0
-    for name, p in ours.named_parameters():
-        q = theirs_g[name]
-        if q.grad is None and p.grad is None:
-            continue
-        a = p.grad if p.grad is not None else torch.zeros_like(p)
-        b = q.grad if q.grad is not None else torch.zeros_like(q)
-        worst = max(worst, rel(a.flatten(), b.flatten()))
-    return worst
-
-
-def clear(*nets):
-    for net in nets:
-        for p in net.parameters():
-            p.grad = None
 
 
 def case_inputs(label_dim: int, seed: int):
