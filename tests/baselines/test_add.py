@@ -3,7 +3,6 @@ frozen features and projection heads, the updates' draws, and short runs of the 
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
@@ -14,6 +13,7 @@ from sidbench_baselines.add_features import Discriminator, ProjectionHead, build
 
 from sidbench.errors import AssetError, ConfigError
 from sidbench.methods.base import BuildInputs
+from tests.baselines._recipes import finite_terms, short_run
 from tests.methods._tiny import IMG, assert_grads_close, context, draws, grads, one_hot, tiny_net
 
 B = 4
@@ -262,30 +262,15 @@ def test_without_real_images_the_update_says_so():
 
 # --- recipes ------------------------------------------------------------------------------------------------
 
-def _short(recipe: Path, tmp_path: Path, *overrides: str):
-    from sidbench.train import load_recipe, train
-
-    cfg = load_recipe(recipe, ["training.batch=4", "training.batch_per_gpu=4", "training.duration_kimg=0.008",
-                               "training.checkpoint_kimg=0.008", "training.log_every_kimg=0.004", *overrides])
-    return train(cfg, tmp_path / "run", progress=False)
-
-
-def _finite_terms(run) -> dict:
-    rows = [json.loads(line) for line in (run.outdir / "log.jsonl").read_text().splitlines()]
-    terms = {k: v for row in rows for k, v in row["terms"].items()}
-    assert terms and all(math.isfinite(v) for v in terms.values()), terms
-    return terms
-
-
 def test_digits_recipe_trains_and_its_product_records_the_student_levels(tmp_path):
     from safetensors.torch import load_file
 
     from sidbench.nets.native import read_network_record
 
-    run = _short(RECIPES / "add-digits.yaml", tmp_path)
+    run = short_run(RECIPES / "add-digits.yaml", tmp_path)
     assert run.finished and run.skipped_updates == 0
     assert {"discriminator/d_real", "discriminator/r1", "generator/distill", "generator/adversarial"} <= \
-        set(_finite_terms(run))
+        set(finite_terms(run))
     record = read_network_record(run.product)
     assert record["role"] == "generator" and record["sigma_init"] == 80.0
     assert record["student_sigmas"] == [80.0, 4.08, 1.61, 0.693]
@@ -297,11 +282,11 @@ def test_toy2d_recipe_trains_with_finite_losses(tmp_path):
     from tests.train._methods import save_teacher
 
     teacher = save_teacher(tmp_path / "teacher")
-    run = _short(RECIPES / "add-toy2d.yaml", tmp_path, f"training.teacher={teacher}",
+    run = short_run(RECIPES / "add-toy2d.yaml", tmp_path, f"training.teacher={teacher}",
                  "training.batch=64", "training.batch_per_gpu=64", "training.duration_kimg=0.256",
                  "training.checkpoint_kimg=0.256", "training.log_every_kimg=0.128")
     assert run.finished and run.steps == 4
-    _finite_terms(run)
+    finite_terms(run)
 
 
 def test_recipes_mark_recalled_and_own_settings():

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import copy
-import json
-import math
 from pathlib import Path
 
 import pytest
@@ -13,6 +11,7 @@ from sidbench_baselines import diff_instruct as di
 
 from sidbench.errors import ConfigError
 from sidbench.methods.base import Draws
+from tests.baselines._recipes import finite_terms, short_run
 from tests.methods._tiny import IMG, assert_grads_close, context, draws, grads, lam, one_hot, tiny_net, trio
 
 B = 4
@@ -193,25 +192,10 @@ def test_paper_recipes_carry_the_authors_settings_and_numbers():
     assert "OUR RECIPE" in (RECIPES / "diff-instruct-imagenet64-cond.yaml").read_text()
 
 
-def _short(recipe: Path, tmp_path: Path, *overrides: str):
-    from sidbench.train import load_recipe, train
-
-    cfg = load_recipe(recipe, ["training.batch=4", "training.batch_per_gpu=4", "training.duration_kimg=0.008",
-                               "training.checkpoint_kimg=0.008", "training.log_every_kimg=0.004", *overrides])
-    return train(cfg, tmp_path / "run", progress=False)
-
-
-def _finite_terms(run) -> dict:
-    rows = [json.loads(line) for line in (run.outdir / "log.jsonl").read_text().splitlines()]
-    terms = {k: v for row in rows for k, v in row["terms"].items()}
-    assert terms and all(math.isfinite(v) for v in terms.values()), terms
-    return terms
-
-
 def test_digits_recipe_trains_with_finite_losses(tmp_path):
-    run = _short(RECIPES / "diff-instruct-digits.yaml", tmp_path)
+    run = short_run(RECIPES / "diff-instruct-digits.yaml", tmp_path)
     assert run.finished and run.skipped_updates == 0
-    assert {"fake_score/fake_score", "generator/generator"} <= set(_finite_terms(run))
+    assert {"fake_score/fake_score", "generator/generator"} <= set(finite_terms(run))
     from sidbench.nets.native import read_network_record
 
     record = read_network_record(run.product)
@@ -222,11 +206,11 @@ def test_toy2d_recipe_trains_with_finite_losses(tmp_path):
     from tests.train._methods import save_teacher
 
     teacher = save_teacher(tmp_path / "teacher")
-    run = _short(RECIPES / "diff-instruct-toy2d.yaml", tmp_path, f"training.teacher={teacher}",
+    run = short_run(RECIPES / "diff-instruct-toy2d.yaml", tmp_path, f"training.teacher={teacher}",
                  "training.batch=64", "training.batch_per_gpu=64", "training.duration_kimg=0.256",
                  "training.checkpoint_kimg=0.256", "training.log_every_kimg=0.128")
     assert run.finished and run.steps == 4
-    _finite_terms(run)
+    finite_terms(run)
 
 
 def test_draws_are_per_sample_so_a_split_batch_gives_the_same_losses():
