@@ -14,11 +14,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from sidbench.cli import main
 from sidbench.errors import AssetError, ConfigError
 from sidbench.generation import pairs as pairs_mod
 from sidbench.generation.pairs import MANIFEST, make_pairs, read_pairs
 from sidbench.nets.sampler import edm_sampler
+from tests._cli import run_cli
 from tests.methods._tiny import IMG, tiny_net
 
 STEPS = 3
@@ -128,25 +128,17 @@ def test_an_unfinished_or_missing_pairs_folder_is_refused(net, tmp_path, monkeyp
         read_pairs(tmp_path / "p")
 
 
-def _run(argv, capsys):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
 def test_the_verb_makes_the_suites_pairs_and_reruns_as_a_resume(tmp_path, capsys):
     out = tmp_path / "pairs"
     argv = ["pairs", "--suite", "digits", "--num-pairs", "3", "--num-steps", "2", "--out", out]
-    rc, stdout, err = _run(argv, capsys)
+    rc, stdout, err = run_cli(argv, capsys)
     assert rc == 0, err
     assert "3 pairs written, 0 already done, 1 shards" in stdout
     got = read_pairs(out)
     assert got.image.shape == (3, 1, 16, 16) and got.labels.shape == (3, 10)
     assert got.manifest["network"]["suite"] == "digits" and got.manifest["settings"]["num_steps"] == 2
-    rc, stdout, _ = _run(["pairs", "--suite", "digits", "--num", "3", "--steps", "2", "--out", out], capsys)
+    again = ["pairs", "--suite", "digits", "--num", "3", "--steps", "2", "--out", out]
+    rc, stdout, _ = run_cli(again, capsys)
     assert rc == 0 and "0 pairs written, 3 already done" in stdout
 
 
@@ -157,7 +149,7 @@ def test_the_verb_makes_the_suites_pairs_and_reruns_as_a_resume(tmp_path, capsys
     (["--num-pairs", "2", "--seeds", "0-3"], "lists 4 seeds but --num is 2"),
 ])
 def test_bad_options_are_one_line(extra, message, tmp_path, capsys):
-    rc, _, err = _run(["pairs", "--suite", "digits", *extra, "--out", tmp_path / "o"], capsys)
+    rc, _, err = run_cli(["pairs", "--suite", "digits", *extra, "--out", tmp_path / "o"], capsys)
     assert rc == 1 and message in err and err.count("\n") == 1, err
     assert not (tmp_path / "o").exists()
 
@@ -172,5 +164,5 @@ def test_a_one_step_generator_is_not_a_teacher(tmp_path, capsys):
 
     save_network(build_network(config), config, tmp_path / "g", role="generator", sigma_init=80.0)
     argv = ["pairs", "--network", tmp_path / "g", "--num-pairs", "2", "--out", tmp_path / "o"]
-    rc, _, err = _run(argv, capsys)
+    rc, _, err = run_cli(argv, capsys)
     assert rc == 1 and "is a one-step generator" in err and err.count("\n") == 1, err

@@ -16,8 +16,8 @@ import numpy as np
 import PIL.Image
 import pytest
 
-from sidbench.cli import main
 from sidbench.train.config import load_recipe
+from tests._cli import run_cli
 
 RECIPES = Path(__file__).resolve().parent.parent / "recipes"
 EDM_SUITES = ("cifar10-uncond", "cifar10-cond", "imagenet64-cond", "ffhq64", "afhqv2-64")
@@ -138,19 +138,10 @@ def test_laptop_recipes_have_no_paper_number_and_are_the_quickstarts():
 
 # --- distill --dry-run ----------------------------------------------------------------------------
 
-def _run(argv: list, capsys) -> tuple[int, str, str]:
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    out = capsys.readouterr()
-    return rc, out.out, out.err
-
-
 def test_dry_run_resolves_checks_and_trains_nothing(tmp_path, capsys):
     out = tmp_path / "run"
-    rc, stdout, err = _run(["distill", RECIPES / "sid-digits.yaml", "--outdir", out, "--dry-run",
-                            "--set", "training.seed=3"], capsys)
+    rc, stdout, err = run_cli(["distill", RECIPES / "sid-digits.yaml", "--outdir", out, "--dry-run",
+                               "--set", "training.seed=3"], capsys)
     assert rc == 0, err
     printed = json.loads(stdout[:stdout.rindex("}") + 1])
     assert printed["config"]["training"]["seed"] == 3 and printed["config"]["method"] == "sid"
@@ -164,23 +155,23 @@ def test_dry_run_resolves_checks_and_trains_nothing(tmp_path, capsys):
                                            ("training.networks.generatr.lr=1e-4", "generator"),
                                            ("trainng.seed=1", "training")])
 def test_unknown_set_key_names_the_nearest(setting, near, tmp_path, capsys):
-    rc, _, err = _run(["distill", RECIPES / "sid-digits.yaml", "--outdir", tmp_path / "o", "--dry-run",
-                       "--set", setting], capsys)
+    rc, _, err = run_cli(["distill", RECIPES / "sid-digits.yaml", "--outdir", tmp_path / "o", "--dry-run",
+                          "--set", setting], capsys)
     assert rc == 1 and err.count("\n") == 1 and f"'{near}" in err and "Traceback" not in err, err
 
 
 @pytest.mark.parametrize("setting", ["training.batch", "=3", ""])
 def test_set_without_key_value_is_one_line(setting, tmp_path, capsys):
-    rc, _, err = _run(["distill", RECIPES / "sid-digits.yaml", "--outdir", tmp_path / "o", "--set", setting],
-                      capsys)
+    argv = ["distill", RECIPES / "sid-digits.yaml", "--outdir", tmp_path / "o", "--set", setting]
+    rc, _, err = run_cli(argv, capsys)
     assert rc == 1 and "key=value" in err and err.count("\n") == 1, err
 
 
 def test_missing_recipe_and_missing_resume_checkpoint_are_one_line(tmp_path, capsys):
-    rc, _, err = _run(["distill", tmp_path / "nope.yaml", "--outdir", tmp_path / "o"], capsys)
+    rc, _, err = run_cli(["distill", tmp_path / "nope.yaml", "--outdir", tmp_path / "o"], capsys)
     assert rc == 1 and "nope.yaml" in err and err.count("\n") == 1
-    rc, _, err = _run(["distill", RECIPES / "sid-digits.yaml", "--outdir", tmp_path / "o",
-                       "--resume", tmp_path / "ckpt"], capsys)
+    rc, _, err = run_cli(["distill", RECIPES / "sid-digits.yaml", "--outdir", tmp_path / "o",
+                          "--resume", tmp_path / "ckpt"], capsys)
     assert rc == 1 and "--resume" in err and err.count("\n") == 1
 
 
@@ -218,8 +209,9 @@ FP16_ON_CPU = pytest.mark.filterwarnings("ignore:training.precision fp16 runs in
 def test_dry_run_refuses_the_ffhq_archive_for_afhqv2(tmp_path, capsys):
     teacher = _tiny_teacher(tmp_path / "teacher", 64)
     ffhq = _tiny_edm_zip(tmp_path / "ffhq-64x64.zip", 6, 64)  # the right resolution, another dataset
-    rc, _, err = _run(["distill", RECIPES / "sida-afhqv2-64.yaml", "--outdir", tmp_path / "o", "--dry-run",
-                       "--set", f"training.teacher={teacher}", "--set", f"training.dataset={ffhq}"], capsys)
+    rc, _, err = run_cli(["distill", RECIPES / "sida-afhqv2-64.yaml", "--outdir", tmp_path / "o", "--dry-run",
+                          "--set", f"training.teacher={teacher}", "--set", f"training.dataset={ffhq}"],
+                         capsys)
     assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err, err
     assert "ffhq-64x64.zip is not the expected dataset afhqv2-64x64" in err and "15,803" in err
     assert not (tmp_path / "o" / "checkpoints").exists()
@@ -229,18 +221,18 @@ def test_dry_run_refuses_the_ffhq_archive_for_afhqv2(tmp_path, capsys):
 def test_dry_run_names_a_missing_dataset_and_a_wrong_teacher(tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("SIDBENCH_CACHE", str(tmp_path / "cache"))
     teacher = _tiny_teacher(tmp_path / "teacher", 64)
-    rc, _, err = _run(["distill", RECIPES / "sida-afhqv2-64.yaml", "--outdir", tmp_path / "o", "--dry-run",
-                       "--set", f"training.teacher={teacher}"], capsys)
+    rc, _, err = run_cli(["distill", RECIPES / "sida-afhqv2-64.yaml", "--outdir", tmp_path / "o", "--dry-run",
+                          "--set", f"training.teacher={teacher}"], capsys)
     assert rc == 1 and "afhqv2-64x64.zip" in err and err.count("\n") == 1, err
     small = _tiny_teacher(tmp_path / "teacher32", 32)
-    rc, _, err = _run(["distill", RECIPES / "sida-afhqv2-64.yaml", "--outdir", tmp_path / "o", "--dry-run",
-                       "--set", f"training.teacher={small}"], capsys)
+    rc, _, err = run_cli(["distill", RECIPES / "sida-afhqv2-64.yaml", "--outdir", tmp_path / "o", "--dry-run",
+                          "--set", f"training.teacher={small}"], capsys)
     assert rc == 1 and "resolution 32 (suite: 64)" in err, err
 
 
 def test_sid2a_dry_run_refuses_a_missing_sid_generator(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)  # the recipe's default init_generator, runs/sid-cifar10-uncond, is not there
     teacher = _tiny_teacher(tmp_path / "teacher", 32)
-    rc, _, err = _run(["distill", RECIPES / "sid2a-cifar10-uncond.yaml", "--outdir", tmp_path / "o",
-                       "--dry-run", "--set", f"training.teacher={teacher}"], capsys)
+    rc, _, err = run_cli(["distill", RECIPES / "sid2a-cifar10-uncond.yaml", "--outdir", tmp_path / "o",
+                          "--dry-run", "--set", f"training.teacher={teacher}"], capsys)
     assert rc == 1 and "init_generator runs/sid-cifar10-uncond" in err and err.count("\n") == 1, err

@@ -22,7 +22,6 @@ import torch
 from PIL import Image
 
 import sidbench
-from sidbench.cli import main
 from sidbench.jsonsafe import dumps
 from sidbench.leaderboards.store import add_records
 from sidbench.nets import build_network
@@ -33,6 +32,7 @@ from sidbench.reports.runs import load_run
 from sidbench.reports.samples import sample_grid, tile
 from sidbench.reports.verdict import FAIL, NOT_COMPARABLE, NOT_MEASURED, PASS, judge
 from sidbench.train.checkpoint import write_checkpoint
+from tests._cli import run_cli
 
 SHA = "e" * 64
 PAPER = {"paper": "A paper", "arxiv": "2404.04057", "table": "Table 1", "metric": "fid",
@@ -105,15 +105,6 @@ def board(tmp_path):
             make_record("baseline-b", 2.0, 30.0, label="baseline-b")]
     add_records(root, "digits", rows, created="2026-01-01T00:00:00+00:00")
     return root
-
-
-def _run_cli(argv, capsys):
-    try:
-        rc = main([str(a) for a in argv])
-    except SystemExit as exc:
-        rc = exc.code
-    captured = capsys.readouterr()
-    return rc, captured.out, captured.err
 
 
 def _data_pngs(page: str) -> list[bytes]:
@@ -355,7 +346,7 @@ def test_a_folder_that_is_not_a_run_is_one_line(make, words, tmp_path, capsys):
         (folder / "metrics.jsonl").write_text(json.dumps(line) + "\n" + json.dumps(line) + "\n")
     elif make == "nothing":
         make_run(folder, checkpoint=False, records=[])
-    rc, _, err = _run_cli(["report", folder, "--out", tmp_path / "r.html"], capsys)
+    rc, _, err = run_cli(["report", folder, "--out", tmp_path / "r.html"], capsys)
     assert rc == 1 and words in err, err
     _one_line(err)
     assert not (tmp_path / "r.html").exists()
@@ -375,22 +366,22 @@ def test_unknown_leaderboard_wrong_suffix_and_repeated_runs_are_one_line(tmp_pat
              (["--grid", "64"], "--grid 64 is more than 32")]
     for extra, words in cases:
         argv = ["report", run, *(["--out", tmp_path / "r.html"] if "--out" not in extra else []), *extra]
-        rc, _, err = _run_cli(argv, capsys)
+        rc, _, err = run_cli(argv, capsys)
         assert rc == 1 and words in err, err
         _one_line(err)
-    assert "Did you mean 'digits'" in _run_cli(["report", run, "--out", tmp_path / "r.html", "--leaderboard",
+    assert "Did you mean 'digits'" in run_cli(["report", run, "--out", tmp_path / "r.html", "--leaderboard",
                                                  "digitz", "--root", board], capsys)[2]
-    rc, _, err = _run_cli(["report", run, tmp_path / "a", "--out", tmp_path / "r.html"], capsys)
+    rc, _, err = run_cli(["report", run, tmp_path / "a", "--out", tmp_path / "r.html"], capsys)
     assert rc == 1 and "is given twice" in err
     (tmp_path / "r_files").write_text("a file where the images go")
-    rc, _, err = _run_cli(["report", run, "--out", tmp_path / "r.md"], capsys)
+    rc, _, err = run_cli(["report", run, "--out", tmp_path / "r.md"], capsys)
     assert rc == 1 and "r_files is an existing file" in err
     _one_line(err)
 
 
 def test_cli_prints_the_verdicts_and_where_the_report_is(tmp_path, capsys):
     run = make_run(tmp_path / "a", checkpoint=False, expected=[PAPER])
-    rc, out, _ = _run_cli(["report", run, "--out", tmp_path / "r.html", "--grid", "0"], capsys)
+    rc, out, _ = run_cli(["report", run, "--out", tmp_path / "r.html", "--grid", "0"], capsys)
     assert rc == 0 and "sid-digits: fid pass" in out and str(tmp_path / "r.html") in out
 
 
