@@ -32,7 +32,7 @@ PathLike = str | os.PathLike
 LS_KINDS = ("methods", "suites", "metrics")
 ROLES = ("generator", "teacher", "network")
 SAMPLERS = ("heun", "onestep")
-TRAINABLE_SUITES = ("digits", "toy2d")  # suites whose teacher `train_teacher` can train
+TRAINABLE_SUITES = ("digits", "toy2d", "digits-t2i")  # suites whose teacher `train_teacher` can train
 _EDM_HEUN = {"sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
 
 

@@ -26,7 +26,7 @@ VERBS: dict[str, tuple[str, str, str]] = {
     "generate": ("generate", "generate",
                  "sample images with per-image seeds into a folder or zip (resumable)"),
     "train-teacher": ("train_teacher", "train_teacher",
-                      "train the small teacher of an embedded suite (digits, toy2d)"),
+                      "train the small teacher of an embedded suite (digits, toy2d, digits-t2i)"),
     "eval": ("eval", "evaluate",
              "compute FID / IS / KID / precision-recall / CLIP score under pinned protocols"),
     "refstats": ("refstats", "refstats", "compute reference statistics of a dataset for a protocol"),

@@ -133,6 +133,9 @@ class UpdateContext:
     step: int
     micro_batch: int  # b
     global_batch: int  # B (all processes, all accumulation rounds)
+    # Text-to-image runs: prompts and their embeddings (`sidbench.train.conditioning.Conditioning`:
+    # sample(draws), encode(prompts), empty(b), captions_for_labels(labels, draws)); None otherwise.
+    conditioning: Any = None
 
 
 @dataclass(frozen=True)

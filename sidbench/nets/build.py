@@ -20,6 +20,7 @@ import torch
 
 from sidbench.errors import ConfigError
 from sidbench.jsonsafe import decode_nonfinite, encode_nonfinite
+from sidbench.nets import eps_unet as _eps_unet  # noqa: F401  (registers EpsDenoiser)
 from sidbench.nets.precond import PRECONDITIONERS, Precond
 from sidbench.registry import suggest
 

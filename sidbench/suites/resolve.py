@@ -176,7 +176,8 @@ def check_teacher(suite: Suite | str, network_record: Mapping[str, Any], where: 
     facts = [("preconditioner", cls, spec.preconditioner),
              ("resolution", kwargs.get("img_resolution"), s.resolution),
              ("channels", kwargs.get("img_channels"), s.channels),
-             ("label_dim", kwargs.get("label_dim", _default_init_kwarg(cls, "label_dim") or 0), s.label_dim)]
+             ("label_dim", kwargs.get("label_dim", _default_init_kwarg(cls, "label_dim") or 0),
+              0 if s.settings.get("text_to_image") else s.label_dim)]  # text, not labels, conditions T2I
     if spec.architecture is not None:
         facts.append(("architecture", kwargs.get("model_type", _default_init_kwarg(cls, "model_type")),
                       spec.architecture))

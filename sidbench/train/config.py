@@ -38,6 +38,7 @@ from sidbench.registry import METHODS, suggest
 PRECISIONS = ("fp32", "bf16", "fp16")
 OPTIMIZERS = ("adam", "adamw")
 TOP_KEYS = ("name", "suite", "method", "method_settings", "training", "hardware", "expected")
+T2I_TRAINING_KEYS = ("prompts", "gradient_checkpointing")
 UNHASHED = ("name", "hardware", "expected", "recipe")  # recorded, never change a number
 
 
@@ -121,6 +122,16 @@ def tensorboard_mode(value: Any, key: str) -> str | bool:
     if isinstance(value, str) and value.strip().lower() in words:
         return words[value.strip().lower()]
     raise ConfigError(f"{key} must be auto, true or false, got {value!r}", hint=f"e.g. {key}=auto")
+
+
+def flag(value: Any, key: str) -> bool:
+    """true or false (YAML booleans, or the words a --set gives)."""
+    words = {"true": True, "on": True, "yes": True, "false": False, "off": False, "no": False}
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in words:
+        return words[value.strip().lower()]
+    raise ConfigError(f"{key} must be true or false, got {value!r}", hint=f"e.g. {key}=true")
 
 
 def path_or_name(value: Any, key: str) -> str | None:
@@ -244,6 +255,10 @@ class TrainingConfig:
     eval: EvalConfig = field(default_factory=EvalConfig)
     log_every_kimg: float = _check(real(0.0, low_ok=False), 1.0)
     tensorboard: str | bool = _check(tensorboard_mode, "auto")
+    # Text-to-image runs: the training caption list (.txt, .json list or COCO annotation file; default
+    # the suite's own list) and the diffusers UNets' gradient checkpointing (memory for compute).
+    prompts: str | None = _check(path_or_name, None)
+    gradient_checkpointing: bool = _check(flag, False)
 
     @property
     def total_steps(self) -> int:
@@ -295,6 +310,9 @@ class RunConfig:
         training = {f.name: getattr(self.training, f.name) for f in dataclasses.fields(TrainingConfig)}
         training["networks"] = {n: _fields(t) for n, t in self.training.networks.items()}
         training["eval"] = _fields(self.training.eval)
+        for key in T2I_TRAINING_KEYS:  # added with text-to-image: left out at their defaults, so the
+            if training[key] in (None, False):  # hashes of earlier runs stay what they were
+                del training[key]
         out = {
             "name": self.name,
             "suite": self.suite,

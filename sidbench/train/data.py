@@ -118,7 +118,8 @@ def open_training_data(suite: Any, method: Any, seed: int, batch: int, dataset_p
     from sidbench.suites.resolve import check_suite_dataset
 
     needs_images = bool(method.needs_real_data)
-    needs_labels = suite.label_dim > 0
+    # A text-to-image suite's labels only caption real images (teacher training); prompts condition the rest.
+    needs_labels = suite.label_dim > 0 and (needs_images or not suite.settings.get("text_to_image"))
     if not (needs_images or needs_labels):
         if dataset_path is not None:
             raise ConfigError(f"training.dataset is set, but method {method.name} on suite {suite.name} "

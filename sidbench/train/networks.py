@@ -35,6 +35,8 @@ class Networks:
     configs: dict[str, dict] = field(default_factory=dict)  # name -> network config (class_name, init_kwargs)
     teacher_info: dict[str, Any] = field(default_factory=dict)
     init_generator: dict[str, Any] | None = None
+    conditioning: Any = None  # text-to-image runs: sidbench.train.conditioning.Conditioning
+    decode: Any = None  # text-to-image teachers: latents -> images in [-1, 1]
 
     def for_update(self) -> dict[str, torch.nn.Module]:
         """What an UpdateContext gets: the method's networks plus "teacher" when there is one."""
@@ -111,9 +113,24 @@ def _built(spec: Any, base: torch.nn.Module | None, index: int, config: RunConfi
 
 def load_teacher(path: str | os.PathLike, suite: Any, fp16: bool, device: torch.device
                  ) -> tuple[torch.nn.Module, dict[str, Any]]:
-    """The suite-checked teacher, frozen, on `device`; and what records say about it."""
+    """The suite-checked teacher, frozen, on `device`; and what records say about it.
+
+    A text-to-image suite's teacher (a diffusers folder or a native EpsDenoiser with its text
+    encoder) also gives its frozen prompt encoder and decoder under "t2i".
+    """
     from sidbench.nets.native import load_network, read_network_record
     from sidbench.suites.resolve import check_teacher
+
+    if suite.settings.get("text_to_image"):
+        from sidbench.nets.t2i import is_diffusers_folder, load_t2i_teacher
+
+        if not is_diffusers_folder(path):
+            check_teacher(suite, read_network_record(path), where=f"the teacher {path}")
+        t2i = load_t2i_teacher(path, device=device)
+        t2i.denoiser.use_fp16 = bool(fp16)
+        t2i.denoiser.init_kwargs["use_fp16"] = bool(fp16)
+        t2i.prompts.to(device)
+        return t2i.denoiser, {"info": t2i.info, "config": t2i.config, "t2i": t2i}
 
     record = read_network_record(path)
     check_teacher(suite, record, where=f"the teacher {path}")
@@ -161,12 +178,13 @@ def build_networks(config: RunConfig, method: Any, device: torch.device, teacher
     suite = config.get_suite()
     training = config.training
     fp16 = training.precision == "fp16"
-    teacher, teacher_info = None, {}
+    teacher, teacher_info, t2i = None, {}, None
     architecture = training.architecture or architecture
     if teacher_path is not None:
         teacher, loaded = load_teacher(teacher_path, suite, fp16, device)
         teacher_info = loaded["info"]
-        architecture = architecture or loaded["config"]
+        t2i = loaded.get("t2i")
+        architecture = loaded["config"] if t2i is not None else architecture or loaded["config"]
     if architecture is None:
         raise ConfigError(f"method {method.name} trains from scratch and no architecture is known",
                           hint="set training.architecture (a network config) or training.teacher")
@@ -204,6 +222,9 @@ def build_networks(config: RunConfig, method: Any, device: torch.device, teacher
             raise ConfigError(f"method {method.name}: network {spec.name} has init 'none' and no build hook",
                               hint="a network made from nothing needs NetworkSpec.build")
         net = net.to(device)
+        if training.gradient_checkpointing and spec.trainable and hasattr(getattr(net, "model", None),
+                                                                           "enable_gradient_checkpointing"):
+            net.model.enable_gradient_checkpointing()
         if not spec.trainable:
             net.eval().requires_grad_(False)
         nets[spec.name], configs[spec.name] = net, cfg
@@ -224,5 +245,13 @@ def build_networks(config: RunConfig, method: Any, device: torch.device, teacher
         if spec.ema:
             s = training.networks[spec.name]
             emas[spec.name] = EMA(nets[spec.name], s.ema_halflife_kimg, s.ema_rampup)
+    conditioning = None
+    if suite.settings.get("text_to_image"):
+        from sidbench.train.conditioning import Conditioning, open_prompts
+
+        prompts, described = open_prompts(suite, training.prompts) if t2i is not None else (None, {})
+        conditioning = Conditioning(prompts, t2i.prompts if t2i is not None else None,
+                                    suite.settings.get("label_captions"), described)
     return Networks(teacher=teacher, nets=nets, emas=emas, configs=configs, teacher_info=teacher_info,
-                    init_generator=init_info)
+                    init_generator=init_info, conditioning=conditioning,
+                    decode=t2i.decode if t2i is not None else None)

@@ -102,14 +102,27 @@ def _resolve(config: RunConfig, method: Any) -> dict[str, Any]:
                               f"teacher, but {exc.message}",
                               hint="set training.architecture to a network config {class_name, init_kwargs}"
                               ) from None
-        record = read_network_record(teacher)
-        plan["teacher"] = {"path": str(teacher), "sha256": record["weights_sha256"], "loaded": needed}
+        plan["teacher"] = {"path": str(teacher), "sha256": _teacher_sha(suite, teacher), "loaded": needed}
     plan["teacher_path"] = str(teacher) if teacher is not None else None
     if training.init_generator is not None:
         folder = resolve_init_generator(training.init_generator)
         digest = read_network_record(folder)["weights_sha256"]
         plan["init_generator"] = {"path": str(folder), "sha256": digest}
     return plan
+
+
+def _teacher_sha(suite: Any, teacher: Path) -> str | None:
+    """The teacher's weights sha256 (a diffusers folder is checked here and hashed when loaded)."""
+    from sidbench.nets.native import read_network_record
+
+    if suite.settings.get("text_to_image"):
+        from sidbench.nets.sd15 import check_sd15_folder
+        from sidbench.nets.t2i import is_diffusers_folder
+
+        if is_diffusers_folder(teacher):
+            check_sd15_folder(teacher)
+            return None
+    return read_network_record(teacher)["weights_sha256"]
 
 
 def _check_outdir(outdir: Path, config_hash: str) -> None:
@@ -174,7 +187,8 @@ class _Run:
 
         needed = teacher_needed(self.config, self.method)
         found = plan.get("teacher_path")
-        arch = read_network_config(found) if found and self.training.architecture is None else None
+        native = found and not self.suite.settings.get("text_to_image")  # T2I teachers give their own
+        arch = read_network_config(found) if native and self.training.architecture is None else None
         return build_networks(self.config, self.method, self.device, found if needed else None, arch)
 
     def _shape(self, nets: Networks) -> tuple[tuple[int, int, int], int]:
@@ -208,6 +222,9 @@ class _Run:
                       "kimg": step * self.batch / 1000, "config_hash": self.hash,
                       "teacher_sha256": nets.teacher_info.get("sha256"),
                       "weights": f"{name}-ema" if name in nets.emas else name}
+            if self.method.product_role == "t2i-generator":  # what generate / eval need to sample it
+                source.update({"t_init": int(self.config.method_settings.t_init),
+                               "teacher_path": nets.teacher_info.get("path")})
 
             def product(folder: Path) -> None:
                 save_network(self._product(nets), nets.configs[name], folder, source=source,

@@ -124,7 +124,7 @@ class Stepper:
             labels=labels.to(**to) if labels is not None else None,
             images=images.to(**to) if images is not None else None,
             img_shape=self.img_shape, label_dim=self.label_dim, kimg=step * self.batch / 1000, step=step,
-            micro_batch=len(indices), global_batch=self.batch)
+            micro_batch=len(indices), global_batch=self.batch, conditioning=self.networks.conditioning)
 
     def _call(self, update: Any, ctx: UpdateContext) -> LossOutput:
         with self._autocast():

@@ -44,7 +44,9 @@ class TrainSummary:
     config: dict[str, Any] = field(default_factory=dict)
 
 
-TRAINABLE_SUITES = ("digits", "toy2d")  # suites whose teacher the `edm` method trains here
+TRAINABLE_SUITES = ("digits", "toy2d", "digits-t2i")  # suites whose teacher sidbench trains here
+# The teacher-training method's settings taken from a suite's `teacher_training`.
+TEACHER_METHOD_SETTINGS = {"edm": ("P_mean", "P_std", "label_dropout"), "ddpm-t2i": ("prompt_dropout",)}
 _SOURCES = TRAINABLE_SUITES  # the name sidbench.api's choices are checked against
 
 
@@ -68,6 +70,7 @@ _RANGES: dict[str, tuple[float, bool, float | None, str]] = {
     "ema_halflife_kimg": (0.0, False, None, "ema_halflife_kimg=10"),
     "ema_rampup": (0.0, True, None, "ema_rampup=0.05"),
     "label_dropout": (0.0, True, 1.0, "label_dropout=0.1"),
+    "prompt_dropout": (0.0, True, 1.0, "prompt_dropout=0.1"),
     "P_mean": (-math.inf, False, None, "P_mean=-1.2"),
     "P_std": (0.0, False, None, "P_std=1.2"),
 }
@@ -82,6 +85,8 @@ def _check_settings(cfg: dict[str, Any], seed: int) -> None:
     if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or not 0 <= seed < 2**63:
         raise ConfigError(f"seed must be a whole number in [0, 2**63), got {seed!r}", hint="e.g. --seed 0")
     for key, (low, low_ok, high, example) in _RANGES.items():
+        if key not in cfg:
+            continue  # a setting of another teacher method
         value = cfg.get(key)
         if key == "ema_rampup" and value is None:
             continue  # no ramp-up
@@ -111,12 +116,15 @@ def teacher_recipe(suite_name: str, cfg: dict[str, Any], net_cfg: dict, seed: in
     """The run config (a recipe mapping) of a teacher run with teacher-training settings `cfg`."""
     batch = int(cfg["batch_size"])
     steps = max(1, math.ceil(round(cfg["kimg"] * 1000, 6) / batch))
+    from sidbench.suites.base import get_suite
+
+    method = get_suite(suite_name).settings.get("teacher_method", "edm")
+    keys = TEACHER_METHOD_SETTINGS[method]
     return {
         "name": f"teacher-{suite_name}",
         "suite": suite_name,
-        "method": "edm",
-        "method_settings": {"P_mean": cfg["P_mean"], "P_std": cfg["P_std"],
-                            "label_dropout": cfg["label_dropout"]},
+        "method": method,
+        "method_settings": {k: cfg[k] for k in keys},
         "training": {
             "seed": seed, "batch": batch, "duration_kimg": cfg["kimg"], "architecture": net_cfg,
             "networks": {"denoiser": {"optimizer": "adam", "lr": cfg["lr"], "betas": [0.9, 0.999],

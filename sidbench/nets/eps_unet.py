@@ -1,0 +1,203 @@
+"""An epsilon-predicting text-conditional UNet (diffusers' UNet2DConditionModel) as a sidbench network.
+
+Latent-diffusion teachers (Stable Diffusion 1.5 / 2.1-base) and the digits-t2i teacher predict the
+noise eps of x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps at integer DDPM steps t, conditioned on text
+embeddings [b, L, D] through cross-attention. `EpsDenoiser` wraps such a UNet with its schedule and is
+a native network like EDMPrecond: its `init_kwargs` hold the UNet's diffusers config and the schedule
+(plus, for a teacher trained here, the text encoder's config and word vocabulary), so it saves to and
+loads from a network folder, copies strictly and has an EMA like any other network. Views:
+
+- `eps(x_t, t, text)`: the UNet's output; `x0(x_t, t, text)`: x0 from it (`sidbench.nets.ddpm`);
+- `guided_eps(x_t, t, cond, uncond, kappa)`: classifier-free guidance eps_u + kappa (eps_c - eps_u),
+  one UNet call on the concatenated batch [uncond; cond] as SiD-LSG does; kappa 1 is the conditional
+  call alone (no unconditional branch is computed);
+- `forward(x, sigma, class_labels=None, text=...)`: EDM's interface, x = x0 + sigma n, at the step
+  whose sigma_t is nearest to sigma (x_t = x / sqrt(1 + sigma^2) there).
+
+diffusers (the `t2i` extra) is imported when one is built, never at import time.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from collections.abc import Mapping
+from typing import Any
+
+import torch
+
+from sidbench.errors import ConfigError
+from sidbench.nets import ddpm
+from sidbench.nets.precond import PRECONDITIONERS, Precond
+
+T2I_INSTALL_HINT = 'install the text-to-image extra: pip install -e ".[t2i]"'
+
+
+def import_diffusers() -> Any:
+    """diffusers, or one ConfigError saying how to install it."""
+    try:
+        import diffusers
+    except ImportError as exc:
+        raise ConfigError(f"text-to-image networks need diffusers ({exc.name or exc} is missing)",
+                          hint=T2I_INSTALL_HINT) from None
+    return diffusers
+
+
+def import_transformers() -> Any:
+    try:
+        import transformers
+    except ImportError as exc:
+        raise ConfigError(f"text-to-image networks need transformers ({exc.name or exc} is missing)",
+                          hint=T2I_INSTALL_HINT) from None
+    return transformers
+
+
+def unet_config_of(unet: Any) -> dict[str, Any]:
+    """The JSON-safe diffusers config that rebuilds `unet` (private `_` keys dropped)."""
+    import json
+
+    cfg = {k: v for k, v in dict(unet.config).items() if not str(k).startswith("_")}
+    return json.loads(json.dumps(cfg, default=list))
+
+
+def _text_model(config: Mapping[str, Any]) -> Any:
+    transformers = import_transformers()
+    cfg = transformers.CLIPTextConfig(**dict(config))
+    return transformers.CLIPTextModel(cfg)
+
+
+class EpsDenoiser(Precond):
+    """A text-conditional eps-prediction UNet and its DDPM schedule; see the module docstring."""
+
+    def __init__(self, img_resolution: int, img_channels: int, unet: Mapping[str, Any],
+                 schedule: Mapping[str, Any] | None = None, label_dim: int = 0, use_fp16: bool = False,
+                 text_encoder: Mapping[str, Any] | None = None, tokenizer: Mapping[str, Any] | None = None,
+                 _module: Any = None):
+        torch.nn.Module.__init__(self)
+        if label_dim:
+            raise ConfigError("EpsDenoiser is text-conditional; label_dim must be 0",
+                              hint="condition it on prompts instead of class labels")
+        if not isinstance(unet, Mapping):
+            raise ConfigError("EpsDenoiser needs init_kwargs['unet'], a diffusers UNet2DConditionModel config")
+        schedule = ddpm.check_schedule(schedule or ddpm.SD15_SCHEDULE)
+        self.img_resolution, self.img_channels = int(img_resolution), int(img_channels)
+        self.label_dim, self.use_fp16, self.model_type = 0, bool(use_fp16), "UNet2DConditionModel"
+        if _module is None:
+            diffusers = import_diffusers()
+            try:
+                _module = diffusers.UNet2DConditionModel.from_config(dict(unet))
+            except (TypeError, ValueError) as exc:
+                raise ConfigError(f"cannot build a UNet2DConditionModel from init_kwargs['unet']: {exc}",
+                                  hint="give the unet/config.json of a diffusers folder") from None
+        cfg = _module.config
+        if (cfg.in_channels, cfg.out_channels) != (self.img_channels, self.img_channels):
+            raise ConfigError(f"the UNet has {cfg.in_channels}/{cfg.out_channels} in/out channels, "
+                              f"img_channels is {self.img_channels}")
+        self.model = _module
+        self.text_encoder = _text_model(text_encoder) if text_encoder is not None else None
+        self.register_buffer("alphas_cumprod", ddpm.alphas_cumprod(schedule), persistent=False)
+        self.num_train_timesteps = schedule["num_train_timesteps"]
+        self.init_kwargs = {"img_resolution": self.img_resolution, "img_channels": self.img_channels,
+                            "label_dim": 0, "use_fp16": self.use_fp16, "unet": copy.deepcopy(dict(unet)),
+                            "schedule": schedule,
+                            "text_encoder": copy.deepcopy(dict(text_encoder)) if text_encoder else None,
+                            "tokenizer": copy.deepcopy(dict(tokenizer)) if tokenizer else None}
+
+    @classmethod
+    def wrap(cls, unet: Any, schedule: Mapping[str, Any], use_fp16: bool = False) -> EpsDenoiser:
+        """Wrap a loaded UNet2DConditionModel (its weights are kept, not copied)."""
+        return cls(img_resolution=int(unet.config.sample_size), img_channels=int(unet.config.in_channels),
+                   unet=unet_config_of(unet), schedule=schedule, use_fp16=use_fp16, _module=unet)
+
+    def without_text_encoder(self) -> tuple[EpsDenoiser, Any]:
+        """(this denoiser without its text encoder, the text encoder): a teacher trained here carries
+        its text encoder; distillation freezes it apart and copies only the UNet."""
+        encoder = self.text_encoder
+        self.text_encoder = None
+        self.init_kwargs = {**self.init_kwargs, "text_encoder": None}
+        return self, encoder
+
+    # --- the three views ------------------------------------------------------------------------
+    def _autocast(self, x: torch.Tensor) -> Any:
+        if self.use_fp16 and x.device.type == "cuda":
+            return torch.autocast("cuda", dtype=torch.float16)
+        return contextlib.nullcontext()
+
+    def eps(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
+        """The UNet's noise prediction at integer steps t [b] (float32)."""
+        t = torch.as_tensor(t, device=x_t.device).long().reshape(-1)
+        if t.numel() == 1 and x_t.shape[0] != 1:
+            t = t.expand(x_t.shape[0])
+        with self._autocast(x_t):
+            out = self.model(x_t, t, encoder_hidden_states=text.to(x_t.dtype), return_dict=False)[0]
+        return out.to(torch.float32)
+
+    def guided_eps(self, x_t: torch.Tensor, t: torch.Tensor, cond: torch.Tensor, uncond: torch.Tensor | None,
+                   kappa: float) -> torch.Tensor:
+        """eps_u + kappa (eps_c - eps_u); kappa == 1 calls the UNet on the conditional input only."""
+        if float(kappa) == 1.0:
+            return self.eps(x_t, t, cond)
+        if uncond is None:
+            raise ConfigError(f"guidance scale {kappa} needs the empty-prompt embedding")
+        t = torch.as_tensor(t, device=x_t.device).long().reshape(-1).expand(x_t.shape[0])
+        both = self.eps(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([uncond.expand_as(cond), cond]))
+        eps_u, eps_c = both.chunk(2)
+        return eps_u + float(kappa) * (eps_c - eps_u)
+
+    def x0(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor, uncond: torch.Tensor | None = None,
+           kappa: float = 1.0) -> torch.Tensor:
+        """x0 from the (guided) eps at steps t."""
+        t = torch.as_tensor(t, device=x_t.device).long().reshape(-1).expand(x_t.shape[0])
+        eps = self.guided_eps(x_t, t, text, uncond, kappa)
+        return ddpm.x0_from_eps(self.alphas_cumprod, x_t.to(torch.float32), eps, t)
+
+    def round_sigma(self, sigma: float | torch.Tensor) -> torch.Tensor:
+        t = ddpm.timestep_of_sigma(self.alphas_cumprod, torch.as_tensor(sigma, dtype=torch.float32))
+        return ddpm.sigmas(self.alphas_cumprod)[t]
+
+    def forward(self, x: torch.Tensor, sigma: float | torch.Tensor | None = None,
+                class_labels: torch.Tensor | None = None, force_fp32: bool = False, *,
+                text: torch.Tensor | None = None, uncond: torch.Tensor | None = None, kappa: float = 1.0,
+                timesteps: torch.Tensor | None = None, output: str = "x0", augment_labels: Any = None
+                ) -> torch.Tensor:
+        """With `timesteps`: x is x_t at those DDPM steps; else EDM's x = x0 + sigma n at the nearest step.
+
+        Returns the (guided) x0, or with output="eps" the guided eps. Methods call the network
+        this way (not `.x0`) so that a DistributedDataParallel wrapper sees the forward pass.
+        """
+        if text is None:
+            raise ConfigError("EpsDenoiser needs text embeddings (text=...)",
+                              hint="encode the prompts with the teacher's PromptEncoder")
+        if output not in ("x0", "eps"):
+            raise ConfigError(f"output must be 'x0' or 'eps', not {output!r}")
+        x = x.to(torch.float32)
+        if timesteps is None:
+            if sigma is None:
+                raise ConfigError("give sigma (EDM form) or timesteps (DDPM form)")
+            s = torch.as_tensor(sigma, device=x.device, dtype=torch.float32).reshape(-1).expand(x.shape[0])
+            timesteps = ddpm.timestep_of_sigma(self.alphas_cumprod, s)
+            x = x / (1 + s.reshape(-1, *([1] * (x.ndim - 1))) ** 2) ** 0.5
+        t = torch.as_tensor(timesteps, device=x.device).long().reshape(-1).expand(x.shape[0])
+        if output == "eps":
+            return self.guided_eps(x, t, text, uncond, kappa)
+        return self.x0(x, t, text, uncond, kappa)
+
+    def encoder_features(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        raise ConfigError("EpsDenoiser has no EDM encoder features", hint="use an EDM network")
+
+
+PRECONDITIONERS["EpsDenoiser"] = EpsDenoiser  # type: ignore[assignment]
+
+
+def one_step_input(abar: torch.Tensor, z: torch.Tensor, t_init: int) -> torch.Tensor:
+    """add_noise(0, z, t_init) = sqrt(1 - abar_t_init) z: what a SiD-LSG one-step generator sees."""
+    t = torch.full((z.shape[0],), int(t_init), dtype=torch.long, device=z.device)
+    return ddpm.add_noise(abar, torch.zeros_like(z), z, t)
+
+
+def one_step(generator: torch.nn.Module, z: torch.Tensor, text: torch.Tensor, t_init: int) -> torch.Tensor:
+    """G(z, c): x0 of the (possibly DDP-wrapped) generator's unguided eps at t_init on sqrt(1 - abar) z."""
+    inner = generator.module if isinstance(generator, torch.nn.parallel.DistributedDataParallel) else generator
+    x = one_step_input(inner.alphas_cumprod, z, t_init)
+    t = torch.full((z.shape[0],), int(t_init), dtype=torch.long, device=z.device)
+    return generator(x, None, timesteps=t, text=text)

@@ -1,0 +1,88 @@
+"""Captions and seeds -> uint8 images of a text-to-image generator or teacher (COCO: caption i, seed i).
+
+`onestep_t2i_renderer`: a SiD-LSG generator, G(z, c) at t_init, decoded by the teacher's decoder.
+`ddim_t2i_renderer`: the teacher itself with deterministic DDIM (eta 0) and classifier-free guidance,
+the usual way SD 1.5 is sampled (its "teacher row"). Image of seed s is made from seed s's own
+generator (`sidbench.nets.seeds`) with caption `captions[s]`, so batching never changes an image.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import torch
+
+from sidbench import images as imgio
+from sidbench.errors import ConfigError
+from sidbench.nets import ddpm
+from sidbench.nets.eps_unet import one_step
+from sidbench.nets.render import check_finite_output
+from sidbench.nets.seeds import StackedRandomGenerator
+from sidbench.nets.t2i import T2ITeacher
+
+Render = Callable[[Sequence[int]], torch.Tensor]
+
+
+def _captions_of(captions: Sequence[str], seeds: Sequence[int]) -> list[str]:
+    if any(s >= len(captions) or s < 0 for s in seeds):
+        raise ConfigError(f"seed {max(seeds)} has no caption: the list holds {len(captions):,}",
+                          hint="caption i is rendered with seed i; use seeds below the caption count")
+    return [captions[int(s)] for s in seeds]
+
+
+def _latents(teacher: T2ITeacher, seeds: Sequence[int], device: torch.device | str) -> torch.Tensor:
+    return StackedRandomGenerator(device, seeds).randn([len(seeds), *teacher.latent_shape])
+
+
+def onestep_t2i_renderer(generator: torch.nn.Module, teacher: T2ITeacher, captions: Sequence[str],
+                         t_init: int, device: torch.device | str = "cpu") -> Render:
+    """seeds -> uint8 [B, C, H, W] of the one-step generator (unguided, as SiD-LSG samples it)."""
+    @torch.no_grad()
+    def render(seeds: Sequence[int]) -> torch.Tensor:
+        text = teacher.prompts.encode(_captions_of(captions, seeds)).to(device)
+        x = teacher.decode(one_step(generator, _latents(teacher, seeds, device), text, t_init))
+        check_finite_output(x, generator, seeds, "onestep", {"sigma_init": float(t_init)})
+        return imgio.quantize(x).cpu()
+
+    return render
+
+
+def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]:
+    """Evenly spaced steps from the last one down ("trailing"): 999, ..., for `num_steps` steps."""
+    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= num_train_timesteps:
+        raise ConfigError(f"DDIM steps must be a whole number from 1 to {num_train_timesteps}, got {num_steps!r}")
+    step = num_train_timesteps / num_steps
+    return [int(round(num_train_timesteps - 1 - i * step)) for i in range(num_steps)]
+
+
+@torch.no_grad()
+def ddim_sample(teacher: T2ITeacher, z: torch.Tensor, text: torch.Tensor, num_steps: int,
+                guidance: float) -> torch.Tensor:
+    """Deterministic DDIM from x_999 = z with CFG at `guidance`; the final x0 (latents)."""
+    net = teacher.denoiser
+    abar = net.alphas_cumprod
+    steps = ddim_timesteps(num_steps, net.num_train_timesteps)
+    uncond = teacher.prompts.empty(z.shape[0]).to(z.device) if guidance != 1 else None
+    x = z
+    x0 = z
+    for i, t in enumerate(steps):
+        tt = torch.full((z.shape[0],), t, dtype=torch.long, device=z.device)
+        eps = net.guided_eps(x, tt, text, uncond, guidance)
+        x0 = ddpm.x0_from_eps(abar, x, eps, tt)
+        if i + 1 < len(steps):
+            prev = torch.full_like(tt, steps[i + 1])
+            x = ddpm.add_noise(abar, x0, eps, prev)
+    return x0
+
+
+def ddim_t2i_renderer(teacher: T2ITeacher, captions: Sequence[str], num_steps: int, guidance: float,
+                      device: torch.device | str = "cpu") -> Render:
+    """seeds -> uint8 images of the teacher under DDIM with guidance (the teacher row)."""
+    def render(seeds: Sequence[int]) -> torch.Tensor:
+        text = teacher.prompts.encode(_captions_of(captions, seeds)).to(device)
+        x = teacher.decode(ddim_sample(teacher, _latents(teacher, seeds, device), text, num_steps, guidance))
+        check_finite_output(x, teacher.denoiser, seeds, "heun",
+                            {"num_steps": num_steps, "sigma_min": 0, "sigma_max": 0, "rho": 0, "S_churn": 0})
+        return imgio.quantize(x).cpu()
+
+    return render
