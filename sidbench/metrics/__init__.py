@@ -1,5 +1,7 @@
 """Metrics: exact feature statistics, FID / IS / KID / precision-recall / CLIP score, protocols.
 
+digits-t2i adds prompt alignment (the digits classifier's probability of the prompted digit; not CLIP score).
+
 `import sidbench.metrics` stays cheap (numpy only, no torch, no extractor). Metrics are registered
 objects (`Metric`, in `sidbench.registry.METRICS`; the built-in ones in `sidbench.metrics.builtin`).
 Four functions share

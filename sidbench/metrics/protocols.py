@@ -44,13 +44,16 @@ REFERENCE_SOURCES = ("dataset", "adm-virtual-arr_0")  # images of a dataset / AD
 
 EDM_SEED_SETS = ((0, 49_999), (50_000, 99_999), (100_000, 149_999))
 COCO_CAPTIONS_SHA256 = "edabd2a556026cbf5d36a5fffa35ad43d7ba71b72f6d640b727c1edefb7f1945"
+# sidbench.data.captions.digit_captions(2000), one caption per line, each ending in LF
+DIGITS_T2I_CAPTIONS_SHA256 = "ec825cb8597c6a21673dc22b022623d0424b2215be6b7f5864de32b1d65f7775"
 
 
 @dataclass(frozen=True)
 class Protocol:
     name: str
     version: str
-    metric: str  # a registered metric's name: "fid" | "is" | "kid" | "pr" | "clip_score" | a plugin's
+    metric: str  # a registered metric's name: "fid" | "is" | "kid" | "pr" | "clip_score" |
+    #              "prompt_alignment" | a plugin's
     extractor: str
     feature_key: str
     num_images: int
@@ -180,6 +183,12 @@ _ALL = (
     _p("digits-fd", "1.0.0", "fid", "digits-classifier", "features", 2_000,
        "Frechet distance in the digits classifier's 128-d feature space, 2,000 images vs all 1,797 digits",
        "sidbench embedded suite", cov="unbiased", seed_sets=((0, 1_999),), headline="single"),
+    _p("digits-t2i-alignment", "1.0.0", "prompt_alignment", "digits-classifier", "logits", 2_000,
+       "Prompt alignment (not CLIP score): mean softmax probability the digits classifier gives the digit "
+       "caption i asks for, over 2,000 images; caption i = digit_captions(2000)[i] (digit i % 10), seed i; "
+       "also argmax accuracy",
+       "sidbench digits-t2i suite", lower_is_better=False, captions_sha256=DIGITS_T2I_CAPTIONS_SHA256,
+       seed_sets=((0, 1_999),)),
     _p("digits-is", "1.0.0", "is", "digits-classifier", "logits", 2_000,
        "Inception-style score from the digits classifier's 10 logits, 10 splits in index order (max 10)",
        "sidbench embedded suite", lower_is_better=False, mode="sid", splits=10, seed_sets=((0, 1_999),)),

@@ -1,4 +1,4 @@
-"""COCO-2014 text-to-image suite with Stable Diffusion 1.5 (SiD-LSG's setting).
+"""COCO-2014 text-to-image suites with Stable Diffusion 1.5 and 2.1-base (SiD-LSG's settings).
 
 The evaluation follows GigaGAN's protocol as used by SiD-LSG: 30,000 fixed
 captions (the `coco-captions` asset, caption i generated with seed i), FID-30k
@@ -6,6 +6,11 @@ in clean-fid "clean" mode against all 40,504 val2014 images (center crop, 256,
 LANCZOS), and the CLIP score with open_clip ViT-g-14. SD 1.5 is given by path
 (diffusers layout); it is not one file, so it has no pinned digest. SiD-LSG's own
 settings (t_init 625, kappa, lr, ...) belong to its recipes, not to the suite.
+
+`coco2014-sd21base` is the same data and protocols with Stable Diffusion 2.1-base
+(stabilityai/stable-diffusion-2-1-base: epsilon prediction at 512, OpenCLIP ViT-H text
+encoder) as the teacher: another teacher makes another suite, so its numbers are never
+ranked with SD 1.5's.
 """
 
 from __future__ import annotations
@@ -31,4 +36,16 @@ COCO2014_SD15 = Suite(
         "eval_resolution": 256,
         "clip_prompt_prefix": "A photo depicts ",
     },
+)
+
+COCO2014_SD21BASE = Suite(
+    name="coco2014-sd21base",
+    version="1.0.0",
+    description="COCO-2014 val, 30k captions; Stable Diffusion 2.1-base teacher (SiD-LSG), "
+                "FID-30k clean + CLIP",
+    dataset=COCO2014_SD15.dataset,
+    teacher=COCO2014_SD15.teacher,  # diffusers, by path
+    ref_stats=None,  # the same val2014 statistics as coco2014-sd15 (`sidbench refstats`)
+    protocols=COCO2014_SD15.protocols,
+    settings={**COCO2014_SD15.settings, "teacher": "stable-diffusion-2-1-base"},
 )

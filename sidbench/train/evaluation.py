@@ -40,6 +40,23 @@ def append_record(outdir: str | os.PathLike, record: dict[str, Any]) -> None:
     atomic_write_text(path, "".join(dumps(r, indent=None) + "\n" for r in [*rows, record]))
 
 
+def eval_captions(suite: Any, count: int) -> list[str]:
+    """A text-to-image suite's evaluation captions: the built-in list, or its pinned caption asset."""
+    from sidbench.data.captions import builtin_prompts
+
+    source = suite.settings.get("eval_captions") or suite.settings.get("captions_asset")
+    if isinstance(source, str) and source.startswith("builtin:"):
+        return list(builtin_prompts(source.removeprefix("builtin:"), count))
+    from sidbench.assets import resolve_asset
+    from sidbench.data.coco import read_captions
+
+    captions = read_captions(resolve_asset(str(source)))
+    if len(captions) < count:
+        raise ConfigError(f"{count:,} evaluation images but only {len(captions):,} captions",
+                          hint="caption i is rendered with seed i; evaluate at most as many images as captions")
+    return list(captions[:count])
+
+
 class Evaluator:
     """Scores the product network of a run; `plan()` says what it will use, without computing."""
 
@@ -53,7 +70,12 @@ class Evaluator:
         if not self.protocols:
             raise ConfigError(f"training.eval_kimg is set, but suite {self.suite.name} has no protocols",
                               hint="set training.eval.protocols, or training.eval_kimg=null")
-        if product_role not in ("generator", "teacher"):
+        self.text_to_image = bool(self.suite.settings.get("text_to_image"))
+        if self.text_to_image and product_role != "t2i-generator":
+            raise ConfigError(f"suite {self.suite.name} is text-to-image: only a one-step text-to-image "
+                              f"generator is evaluated during training, not method {method.name}'s "
+                              f"{product_role}", hint="set training.eval_kimg=null")
+        if product_role not in ("generator", "teacher", "t2i-generator"):
             raise ConfigError(f"method {method.name}'s product is a '{product_role}' network, which has no "
                               "sampler to evaluate", hint="set training.eval_kimg=null")
         chosen = {get_protocol(name).metric: get_protocol(name) for name in self.protocols}
@@ -65,6 +87,14 @@ class Evaluator:
         self.ref_stats: Path | None = None
         self.ref_images: Any = None
         self._extractors: dict[str, Any] | None = None
+        self.t2i: Any = None  # the run's T2ITeacher (prompt encoder, decoder), set by the trainer
+        self._captions: Any = None
+
+    def captions(self) -> Any:
+        """Caption i of evaluation image i (text-to-image suites), read once."""
+        if self._captions is None and self.text_to_image:
+            self._captions = eval_captions(self.suite, self.num_images)
+        return self._captions
 
     def plan(self) -> dict[str, Any]:
         """Find (and check) the reference statistics and images; what a dry run reports."""
@@ -76,12 +106,21 @@ class Evaluator:
                 and self.suite.dataset.num_images > 0:
             with contextlib.suppress(AssetError):  # evaluate() then says which images KID / P-R need
                 self.ref_images = check_suite_dataset(self.suite)
+        if self.text_to_image:
+            self.captions()
         return {"protocols": self.protocols, "metrics": self.metrics, "num_images": self.num_images,
                 "reference_stats": str(self.ref_stats) if self.ref_stats else None}
 
     def _render(self, net: torch.nn.Module, sigma_init: float | None):
         from sidbench.metrics.image_source import onestep_renderer
 
+        if self.role == "t2i-generator":
+            from sidbench.nets.t2i_render import onestep_t2i_renderer
+
+            if self.t2i is None:
+                raise ConfigError("a text-to-image evaluation needs the run's teacher (prompt encoder, decoder)")
+            return onestep_t2i_renderer(net, self.t2i, self.captions(), int(self.config.method_settings.t_init),
+                                        self.device)
         if self.role == "generator":
             return onestep_renderer(net, sigma_init if sigma_init is not None else 2.5, self.device)
         from sidbench.nets.render import render_seeds
@@ -116,6 +155,7 @@ class Evaluator:
             with torch.no_grad():
                 result = evaluate(source, str(self.ref_stats) if self.ref_stats else None, self.metrics,
                                   self.protocols, ref_images=self.ref_images, extractors=self._extractors,
+                                  captions=self.captions(),
                                   batch_size=self.batch_size, device=self.device)
         finally:
             net.train(was_training)
@@ -124,9 +164,10 @@ class Evaluator:
             networks = {**networks, "reference_stats_sha256": sha256_file(self.ref_stats)}
         return result_record(
             suite={"name": self.suite.name, "version": self.suite.version},
-            method={"name": self.method.name, "version": self.method.version, "nfe": 1 if self.role ==
-                    "generator" else 2 * self.suite.teacher.heun_steps - 1,
-                    "label": self.config.name, "config_hash": self.config.config_hash(), "role": self.role},
+            method={"name": self.method.name, "version": self.method.version, "nfe": 1 if self.role in
+                    ("generator", "t2i-generator") else 2 * self.suite.teacher.heun_steps - 1,
+                    "label": self.config.name, "config_hash": self.config.config_hash(),
+                    "role": "teacher" if self.role == "teacher" else "generator"},
             metrics=result["metrics"], networks=networks,
             environment={**environment(), "device": str(self.device), "processes": world,
                          "batch_per_gpu": self.config.training.micro_batch(world)},

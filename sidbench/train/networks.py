@@ -36,7 +36,7 @@ class Networks:
     teacher_info: dict[str, Any] = field(default_factory=dict)
     init_generator: dict[str, Any] | None = None
     conditioning: Any = None  # text-to-image runs: sidbench.train.conditioning.Conditioning
-    decode: Any = None  # text-to-image teachers: latents -> images in [-1, 1]
+    t2i: Any = None  # text-to-image runs: the teacher's sidbench.nets.t2i.T2ITeacher (prompts, decoder)
 
     def for_update(self) -> dict[str, torch.nn.Module]:
         """What an UpdateContext gets: the method's networks plus "teacher" when there is one."""
@@ -250,8 +250,10 @@ def build_networks(config: RunConfig, method: Any, device: torch.device, teacher
         from sidbench.train.conditioning import Conditioning, open_prompts
 
         prompts, described = open_prompts(suite, training.prompts) if t2i is not None else (None, {})
+        if t2i is not None and prompts is None:
+            raise ConfigError(f"suite {suite.name} has no built-in training prompts",
+                              hint="set training.prompts to a caption list (.txt, .json or COCO annotations)")
         conditioning = Conditioning(prompts, t2i.prompts if t2i is not None else None,
                                     suite.settings.get("label_captions"), described)
     return Networks(teacher=teacher, nets=nets, emas=emas, configs=configs, teacher_info=teacher_info,
-                    init_generator=init_info, conditioning=conditioning,
-                    decode=t2i.decode if t2i is not None else None)
+                    init_generator=init_info, conditioning=conditioning, t2i=t2i)

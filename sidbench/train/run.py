@@ -292,6 +292,7 @@ class _Run:
         evaluator = Evaluator(self.config, self.method, self.device, self.method.product_role) \
             if self.training.eval_kimg is not None else None
         if evaluator is not None:
+            evaluator.t2i = nets.t2i
             plan["evaluation"] = evaluator.plan()
         _check_memory(stepper, data, self.device)
 

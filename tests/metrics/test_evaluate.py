@@ -390,7 +390,7 @@ def test_builtin_metrics_are_registered_through_entry_points():
     from sidbench.registry import METRICS
 
     eps = {ep.name: ep for ep in entry_points(group="sidbench.metrics")}
-    assert set(BUILTIN) == {"fid", "is", "kid", "pr", "clip_score"} <= set(eps)
+    assert set(BUILTIN) == {"fid", "is", "kid", "pr", "clip_score", "prompt_alignment"} <= set(eps)
     for name, metric in BUILTIN.items():
         assert eps[name].load() is metric is METRICS.get(name) and METRICS.source(name) == "sidbench"
         assert metric.version and metric.description and get_protocol(metric.default_protocol).metric == name

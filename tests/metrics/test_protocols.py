@@ -12,10 +12,10 @@ from sidbench.metrics.protocols import COCO_CAPTIONS_SHA256, EDM_SEED_SETS
 
 
 def _suite_protocols():
-    from sidbench.suites import coco, digits, edm
+    from sidbench.suites import coco, digits, digits_t2i, edm
 
     names = set()
-    for module in (coco, digits, edm):
+    for module in (coco, digits, digits_t2i, edm):
         for value in vars(module).values():
             names.update(getattr(value, "protocols", ()) or ())
     return names
@@ -29,11 +29,12 @@ def test_every_suite_protocol_is_defined():
 
 def test_required_protocols_and_fields():
     required = {"edm-fid50k", "sid-fid50k", "is-10split", "is-adm", "is-fidelity", "kid-100x1000", "pr-vgg16",
-                "pr-inception-adm", "coco2014-fid30k-clean", "clip-score-vitg14", "digits-fd"}
+                "pr-inception-adm", "coco2014-fid30k-clean", "clip-score-vitg14", "digits-fd",
+                "digits-t2i-alignment"}
     assert required <= set(PROTOCOLS)
     for name, p in PROTOCOLS.items():
         assert p.name == name and re.fullmatch(r"\d+\.\d+\.\d+", p.version)
-        assert p.metric in {"fid", "is", "kid", "pr", "clip_score"} and p.num_images > 0
+        assert p.metric in {"fid", "is", "kid", "pr", "clip_score", "prompt_alignment"} and p.num_images > 0
         assert p.extractor and p.feature_key and p.description and p.source
         assert p.lower_is_better == (p.metric in {"fid", "kid"})
         json.dumps(p.record())  # result records must serialise

@@ -1,7 +1,7 @@
 """Stable Diffusion 1.5 loading, on a tiny random diffusers pipeline built offline in tmp_path.
 
-The folder has SD 1.5's layout and file names (PNDM scheduler config, CLIP tokenizer
-vocab.json + merges.txt, safetensors weights), with channels small enough to build,
+The folder (tests/t2i/_tiny_sd.py) has SD 1.5's layout and file names (PNDM scheduler config,
+CLIP tokenizer vocab.json + merges.txt, safetensors weights), with channels small enough to build,
 save and load in a few seconds (most of it importing diffusers). The folder checks read
 only JSON, so the tests of bad folders run without the `t2i` extra; the loading tests
 need it (the README's install command includes it).
@@ -19,86 +19,32 @@ import torch
 
 from sidbench.errors import AssetError, ConfigError
 from sidbench.nets.sd15 import COMPONENT_FILES, EXPECTED, check_sd15_folder, load_sd15
+from tests.t2i import _tiny_sd
+from tests.t2i._tiny_sd import (
+    BOS,
+    EOS,
+    SCHEDULER,
+    TEXT,
+    TOKENIZER,
+    UNET,
+    VAE,
+    VOCAB,
+    init_args,
+    write_json,
+    write_layout,
+)
 
-LETTERS = [chr(c) for c in range(ord("a"), ord("z") + 1)]
-MERGES = ["c a", "ca t</w>"]
-VOCAB = {tok: i for i, tok in enumerate(
-    LETTERS + [c + "</w>" for c in LETTERS] + ["ca", "cat</w>", "<|startoftext|>", "<|endoftext|>"])}
-BOS, EOS = VOCAB["<|startoftext|>"], VOCAB["<|endoftext|>"]
-
-UNET = {"_class_name": "UNet2DConditionModel", "sample_size": 8, "in_channels": 4, "out_channels": 4,
-        "layers_per_block": 1, "block_out_channels": [8, 16], "norm_num_groups": 4,
-        "down_block_types": ["CrossAttnDownBlock2D", "DownBlock2D"],
-        "up_block_types": ["UpBlock2D", "CrossAttnUpBlock2D"], "cross_attention_dim": 16,
-        "attention_head_dim": 2}
-VAE = {"_class_name": "AutoencoderKL", "in_channels": 3, "out_channels": 3, "latent_channels": 4,
-       "block_out_channels": [8, 8], "down_block_types": ["DownEncoderBlock2D"] * 2,
-       "up_block_types": ["UpDecoderBlock2D"] * 2, "layers_per_block": 1, "norm_num_groups": 4,
-       "sample_size": 16}
-TEXT = {"architectures": ["CLIPTextModel"], "model_type": "clip_text_model", "vocab_size": len(VOCAB),
-        "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 1, "num_attention_heads": 2,
-        "max_position_embeddings": 8, "bos_token_id": BOS, "eos_token_id": EOS, "pad_token_id": EOS}
-SCHEDULER = {"_class_name": "PNDMScheduler", "num_train_timesteps": 1000, "beta_start": 0.00085,  # SD 1.5's
-             "beta_end": 0.012, "beta_schedule": "scaled_linear", "skip_prk_steps": True,
-             "set_alpha_to_one": False, "steps_offset": 1}
-TOKENIZER = {"model_max_length": 8, "bos_token": "<|startoftext|>", "eos_token": "<|endoftext|>",
-             "unk_token": "<|endoftext|>", "pad_token": "<|endoftext|>"}
-MODEL_INDEX = {"_class_name": "StableDiffusionPipeline", "scheduler": ["diffusers", "PNDMScheduler"],
-               "text_encoder": ["transformers", "CLIPTextModel"],
-               "tokenizer": ["transformers", "CLIPTokenizer"],
-               "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
-               "safety_checker": [None, None], "feature_extractor": [None, None]}
-CONFIG_FILES = {"model_index.json": MODEL_INDEX, "unet/config.json": UNET, "vae/config.json": VAE,
-                "text_encoder/config.json": TEXT, "scheduler/scheduler_config.json": SCHEDULER,
-                "tokenizer/tokenizer_config.json": TOKENIZER}
-
-
-def _write_json(path: Path, obj) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj))
-
-
-def _layout(root: Path) -> Path:
-    """SD 1.5's configs and tokenizer files, with empty placeholder weight files (enough for the checks)."""
-    for name, config in CONFIG_FILES.items():
-        _write_json(root / name, config)
-    (root / "tokenizer" / "vocab.json").write_text(json.dumps(VOCAB))
-    (root / "tokenizer" / "merges.txt").write_text("#version: 0.2\n" + "\n".join(MERGES) + "\n")
-    for component, names in COMPONENT_FILES.items():
-        for name in names:
-            (root / component / name).touch(exist_ok=True)
-    return root
-
-
-def _init_args(config: dict) -> dict:
-    """A config file's entries minus the bookkeeping ones (class names, model type)."""
-    skip = ("architectures", "model_type")
-    return {k: v for k, v in config.items() if not k.startswith("_") and k not in skip}
+tiny_sd15 = _tiny_sd.tiny_sd15  # the module-scoped complete tiny pipeline (a fixture)
 
 
 def _edit(root: Path, name: str, **changes) -> None:
     path = root / name
-    _write_json(path, {**json.loads(path.read_text()), **changes})
+    write_json(path, {**json.loads(path.read_text()), **changes})
 
 
 @pytest.fixture
 def layout(tmp_path) -> Path:
-    return _layout(tmp_path / "sd15")
-
-
-@pytest.fixture(scope="module")
-def tiny_sd15(tmp_path_factory) -> Path:
-    """A complete tiny random pipeline: the layout above with real weights saved by save_pretrained."""
-    import diffusers
-    import transformers
-
-    root = _layout(tmp_path_factory.mktemp("tiny") / "sd15")
-    torch.manual_seed(0)
-    diffusers.UNet2DConditionModel(**_init_args(UNET)).save_pretrained(root / "unet")
-    diffusers.AutoencoderKL(**_init_args(VAE)).save_pretrained(root / "vae")
-    config = transformers.CLIPTextConfig(**_init_args(TEXT))
-    transformers.CLIPTextModel(config).save_pretrained(root / "text_encoder")
-    return root
+    return write_layout(tmp_path / "sd15")
 
 
 @pytest.fixture
@@ -130,9 +76,9 @@ def test_tiny_pipeline_loads_with_the_configs_as_written(tiny_sd15):
     assert isinstance(sd.scheduler, diffusers.DDPMScheduler)  # from SD 1.5's PNDM config
     assert sd.path == tiny_sd15
     for written, loaded in ((UNET, sd.unet.config), (VAE, sd.vae.config)):
-        for key, value in _init_args(written).items():
+        for key, value in init_args(written).items():
             assert _plain(loaded[key]) == value, key
-    for key, value in _init_args(TEXT).items():
+    for key, value in init_args(TEXT).items():
         assert getattr(sd.text_encoder.config, key) == value, key
     for key in ("num_train_timesteps", "beta_start", "beta_end", "beta_schedule"):
         assert sd.scheduler.config[key] == SCHEDULER[key], key

@@ -12,8 +12,10 @@ from sidbench.metrics.builtin.fid import FID
 from sidbench.metrics.builtin.inception_score import INCEPTION_SCORE
 from sidbench.metrics.builtin.kid import KID
 from sidbench.metrics.builtin.precision_recall import PRECISION_RECALL
+from sidbench.metrics.builtin.prompt_alignment import PROMPT_ALIGNMENT
 from sidbench.metrics.metric import Metric
 
-BUILTIN: dict[str, Metric] = {m.name: m for m in (FID, INCEPTION_SCORE, KID, PRECISION_RECALL, CLIP_SCORE)}
+BUILTIN: dict[str, Metric] = {m.name: m for m in (FID, INCEPTION_SCORE, KID, PRECISION_RECALL, CLIP_SCORE,
+                                                   PROMPT_ALIGNMENT)}
 
-__all__ = ["BUILTIN", "CLIP_SCORE", "FID", "INCEPTION_SCORE", "KID", "PRECISION_RECALL"]
+__all__ = ["BUILTIN", "CLIP_SCORE", "FID", "INCEPTION_SCORE", "KID", "PRECISION_RECALL", "PROMPT_ALIGNMENT"]
