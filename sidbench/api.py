@@ -31,7 +31,7 @@ __all__ = ["convert", "distill", "env", "evaluate", "generate", "leaderboard_add
 PathLike = str | os.PathLike
 LS_KINDS = ("methods", "suites", "metrics")
 ROLES = ("generator", "teacher", "network")
-SAMPLERS = ("heun", "onestep")
+SAMPLERS = ("heun", "onestep", "ddim")  # ddim: text-to-image teachers
 TRAINABLE_SUITES = ("digits", "toy2d", "digits-t2i")  # suites whose teacher `train_teacher` can train
 _EDM_HEUN = {"sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
 
@@ -219,7 +219,8 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
              sigma_init: float | None = None, sigma_min: float | None = None, sigma_max: float | None = None,
              rho: float | None = None, s_churn: float = 0.0, s_min: float = 0.0, s_max: float = math.inf,
              s_noise: float = 1.0, device: str = "cpu", progress: bool = True,
-             student_steps: int | None = None):
+             student_steps: int | None = None, teacher: PathLike | None = None,
+             captions: PathLike | None = None, guidance: float | None = None):
     """Write one PNG per seed into `out` (a folder, or a path ending in .zip); resumable.
 
     network: a native folder, its network.json, or a named asset ("digits"); default: the
@@ -228,6 +229,14 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     suite's Heun steps, else EDM's 18 up to 32x32 and 40 above; sigma_min/sigma_max/rho: the
     suite's, else EDM's 0.002/80/7. student_steps: sample a multi-step student (ADD-style) at N of
     the noise levels its network.json records (`student_sigmas`); 1 is the one-step sampler.
+
+    Text-to-image (image s from caption s): a SiD-LSG generator (role "t2i-generator") takes one
+    step at its recorded t_init, decoded by `teacher` (default: the one its network.json records,
+    else the suite's); a teacher (an EpsDenoiser folder, or a diffusers folder given as `network`)
+    is sampled with DDIM ("ddim"), `num_steps` and classifier-free `guidance` defaulting to the
+    suite's teacher_sampler (else 50 and 7.5). `captions`: a captions file, one per line (default:
+    the suite's evaluation captions; the suite is --suite, else the one network.json records).
+    With no `network`, `teacher` is the network to sample (the old spelling of --network).
     Returns a `GenerateSummary`.
     """
     from sidbench.nets.native import DEFAULT_SIGMA_INIT
@@ -241,8 +250,29 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     _check_int("num_steps", num_steps, 1, hint="e.g. --num-steps 18")
     _check_int("class_idx", class_idx, 0, hint="a class index of a conditional network, e.g. 3")
     _check_choice("sampler", sampler, SAMPLERS)
+    if guidance is not None:
+        from sidbench.generation.t2i import check_guidance
+
+        check_guidance(guidance)
     dev = _device(device)
     s = _suite(suite)
+    if network is None and teacher is not None:
+        network, teacher = teacher, None  # `--teacher DIR` alone: the old spelling of --network
+    target = _t2i_network(network, s)
+    if target is not None:
+        edm_only = {"class_idx": class_idx, "sigma_init": sigma_init, "sigma_min": sigma_min,
+                    "sigma_max": sigma_max, "rho": rho, "student_steps": student_steps,
+                    "s_churn": s_churn or None, "s_min": s_min or None,
+                    "s_noise": None if s_noise == 1 else s_noise,
+                    "s_max": None if s_max == math.inf else s_max}
+        _refuse_edm_options(edm_only, target[0])
+        plan, info = _t2i_plan(*target, s, teacher, captions, seed_list, sampler, num_steps, guidance, dev)
+        from sidbench.generation.t2i import generate_t2i
+
+        return generate_t2i(plan, out, seed_list, batch_size=batch_size, device=dev, network_info=info,
+                            progress=progress)
+    _refuse_t2i_options(network, s, teacher=teacher, captions=captions, guidance=guidance,
+                        sampler="ddim" if sampler == "ddim" else None)
     no_network = ConfigError("no network given", hint="give --network DIR (or a suite name such as digits) "
                                                       "or --suite NAME for the suite's teacher")
     path, record = _network_or_teacher(network, s, no_network)
@@ -317,6 +347,195 @@ def _student_levels(path: Path, record: dict, steps: int | None, sampler: str, s
     return pick_levels(levels, steps)
 
 
+# --- text-to-image networks (generate, eval --generator) ----------------------------------------
+
+_SD_DDIM = {"num_steps": 50, "guidance": 7.5}  # diffusers' StableDiffusionPipeline defaults
+
+
+def _t2i_network(network: PathLike | None, s: Any) -> tuple[Path, dict | None] | None:
+    """(path, network record, None for a diffusers folder) when `network` (default: a text-to-image
+    suite's teacher) is a text-to-image network; None for any other network."""
+    from sidbench.nets.native import read_network_record
+    from sidbench.nets.t2i import is_diffusers_folder
+    from sidbench.suites.resolve import resolve_network, resolve_suite
+
+    if network is None:
+        if s is None or not s.settings.get("text_to_image"):
+            return None
+        network = resolve_suite(s, need=("teacher",), check=False).teacher
+    if _is_path(network) and is_diffusers_folder(Path(network).expanduser()):
+        return Path(network).expanduser(), None
+    path = resolve_network(network)
+    record = read_network_record(path)
+    if record["class_name"] != "EpsDenoiser" and record.get("role") != "t2i-generator":
+        return None
+    return path, record
+
+
+def _refuse_edm_options(given: dict[str, Any], path: Path) -> None:
+    """EDM sampler options mean nothing to a text-to-image network: refuse them by name."""
+    if used := [_opt(k) for k, v in given.items() if v is not None]:
+        raise ConfigError(f"{', '.join(used)}: EDM sampler option(s), but {path} is a text-to-image network",
+                          hint="drop them; text-to-image networks take --captions, --num-steps, --guidance")
+
+
+def _refuse_t2i_options(network: Any, s: Any, **given: Any) -> None:
+    """Text-to-image options with a network that is not text-to-image: one line naming them."""
+    if used := [_opt(k) for k, v in given.items() if v is not None]:
+        what = network if network is not None else f"suite {s.name}'s teacher" if s is not None else "it"
+        raise ConfigError(f"{', '.join(used)} condition text-to-image networks; {what} is not one",
+                          hint="give a SiD-LSG generator, an EpsDenoiser teacher or a diffusers folder, "
+                               "or drop them")
+
+
+def _recorded_suite(record: dict | None) -> Any:
+    """The suite a network.json's source names (teacher training and distillation record it), if known."""
+    from sidbench.registry import SUITES
+
+    name = ((record or {}).get("source") or {}).get("suite")
+    return _suite(name) if isinstance(name, str) and SUITES.known(name) else None
+
+
+def _t2i_captions(captions: PathLike | None, defaults: Any, count: int, required: bool = True
+                  ) -> tuple[Any, dict[str, Any]]:
+    """(caption list covering `count` seeds, what identifies it): the file given, else the suite's
+    evaluation captions (digits-t2i: the built-in list; COCO: captions.txt in $SIDBENCH_CACHE)."""
+    from sidbench.assets import ASSETS, cache_dir
+    from sidbench.data.captions import builtin_prompts
+    from sidbench.data.coco import read_captions
+
+    settings = defaults.settings if defaults is not None else {}
+    coco = settings.get("captions_asset") == "coco-captions"
+    if captions is not None:
+        caps = read_captions(captions, expect_pinned=coco)  # warns when not the pinned COCO list
+        return caps, caps.describe()
+    source = settings.get("eval_captions") or settings.get("captions_asset")
+    if isinstance(source, str) and source.startswith("builtin:"):
+        name, canonical = source.removeprefix("builtin:"), int(settings.get("num_eval_images") or 1)
+        caps = builtin_prompts(name, max(canonical, count))
+        # the list is a formula: identify it by its protocol-length prefix, so outputs extend past it
+        return caps, {"path": source, "sha256": builtin_prompts(name, canonical).sha256, "count": canonical}
+    if isinstance(source, str) and source in ASSETS and (cache_dir() / ASSETS[source].filename).is_file():
+        caps = read_captions(cache_dir() / ASSETS[source].filename)
+        return caps, caps.describe()
+    if not required:
+        return None, {}
+    if isinstance(source, str) and source in ASSETS:
+        asset = ASSETS[source]
+        raise ConfigError(f"--captions is needed: suite {defaults.name} renders caption s of "
+                          f"{asset.filename} with seed s, and it is not in $SIDBENCH_CACHE={cache_dir()}",
+                          hint=f"pass --captions {asset.filename} ({asset.url}), or put it in {cache_dir()}")
+    raise ConfigError("--captions is needed: no suite names this network's evaluation captions",
+                      hint="pass --captions FILE (one caption per line; caption s is rendered with seed s) "
+                           "or --suite NAME")
+
+
+def _t2i_teacher_path(teacher: PathLike | None, source: dict, defaults: Any, generator: Path) -> Path:
+    """A SiD-LSG generator's teacher: `teacher`, else the path its network.json records, else the suite's."""
+    from sidbench.errors import AssetError
+    from sidbench.nets.t2i import is_diffusers_folder
+    from sidbench.suites.resolve import resolve_network, resolve_suite
+
+    if teacher is None and source.get("teacher_path"):
+        recorded = Path(str(source["teacher_path"])).expanduser()
+        if not recorded.exists():
+            raise AssetError(f"the teacher {generator} was distilled from ({recorded}) is not there",
+                             hint="pass its teacher with --teacher DIR")
+        return recorded
+    if teacher is None:
+        if defaults is None:
+            raise ConfigError(f"{generator} records no teacher, and no suite is given",
+                              hint="pass --teacher DIR (the teacher it was distilled from) or --suite NAME")
+        return resolve_suite(defaults, need=("teacher",), check=False).teacher
+    if _is_path(teacher) and is_diffusers_folder(Path(teacher).expanduser()):
+        return Path(teacher).expanduser()
+    return resolve_network(teacher)
+
+
+def _check_t2i_suite(s: Any, what: str, latent_shape: Sequence[int], record: dict | None) -> None:
+    """Under --suite: a text-to-image suite, whose latent shape (and native teacher) the network has."""
+    from sidbench.errors import AssetError
+
+    if s is None:
+        return
+    if not s.settings.get("text_to_image"):
+        raise ConfigError(f"{what} is a text-to-image network, suite {s.name} is not text-to-image",
+                          hint="drop --suite, or give a text-to-image suite (e.g. digits-t2i)")
+    want = s.settings.get("latent_shape")
+    if want is not None and list(latent_shape) != list(want):
+        raise AssetError(f"{what} works on {list(latent_shape)} latents, suite {s.name}'s teacher on "
+                         f"{list(want)}",
+                         hint=f"use suite {s.name}'s teacher and generators, or drop --suite")
+    if record is not None and record.get("role") != "t2i-generator" and s.teacher.preconditioner is not None:
+        from sidbench.suites.resolve import check_teacher
+
+        check_teacher(s, record, where=what)
+
+
+def _t2i_plan(path: Path, record: dict | None, s: Any, teacher: PathLike | None, captions: PathLike | None,
+              seed_list: Sequence[int], sampler: str | None, num_steps: int | None, guidance: float | None,
+              dev: Any) -> tuple[Any, dict[str, Any]]:
+    """Check and load what renders a text-to-image network: (T2IPlan, network info for records)."""
+    from sidbench.errors import AssetError
+    from sidbench.generation.t2i import T2IPlan, check_captions_cover
+    from sidbench.nets.native import load_network, read_network_record
+    from sidbench.nets.t2i import load_t2i_teacher
+
+    role = (record or {}).get("role")
+    source = dict((record or {}).get("source") or {})
+    defaults = s if s is not None else _recorded_suite(record)
+    generator = role == "t2i-generator"
+    if generator:
+        if sampler not in (None, "onestep"):
+            raise ConfigError(f"{path} is a one-step SiD-LSG generator, not sampled with --sampler {sampler}",
+                              hint="drop --sampler (it takes one unguided step at its t_init)")
+        if num_steps is not None or guidance is not None:
+            raise ConfigError("--num-steps and --guidance sample a text-to-image teacher; a SiD-LSG "
+                              "generator takes one unguided step at its recorded t_init", hint="drop them")
+        if source.get("t_init") is None:
+            raise AssetError(f"{path}: network.json's source records no t_init",
+                             hint="a SiD-LSG generator written by `sidbench distill` records it")
+        teacher_path = _t2i_teacher_path(teacher, source, defaults, path)
+        kwargs = record["init_kwargs"]
+        c, r = int(kwargs["img_channels"]), int(kwargs["img_resolution"])
+        _check_t2i_suite(s, f"generator {path}", (c, r, r), record)
+    else:
+        if teacher is not None:
+            raise ConfigError(f"--teacher names a SiD-LSG generator's teacher; {path} is itself a teacher",
+                              hint="drop --teacher (or give the generator with --network)")
+        if sampler not in (None, "ddim"):
+            raise ConfigError(f"{path} is a text-to-image teacher (DDIM), not sampled by --sampler {sampler}",
+                              hint="drop --sampler")
+        teacher_path = path
+        sampled = {**_SD_DDIM, **((defaults.settings.get("teacher_sampler") or {}) if defaults else {})}
+        num_steps = int(sampled["num_steps"]) if num_steps is None else num_steps
+        guidance = float(sampled["guidance"]) if guidance is None else guidance
+    count = max(seed_list) + 1 if len(seed_list) else 0
+    caps, caps_info = _t2i_captions(captions, defaults, count)
+    check_captions_cover(caps, seed_list, where=str(caps_info.get("path") or "the caption list"))
+    t = load_t2i_teacher(teacher_path, device=dev)
+    t.prompts.to(dev)
+    want = source.get("teacher_sha256")
+    if generator and want and t.info.get("sha256") and t.info["sha256"] != want:
+        raise AssetError(f"teacher {teacher_path} (sha256 {t.info['sha256'][:12]}...) is not the one {path} "
+                         f"was distilled from ({str(want)[:12]}...)",
+                         hint="pass its own teacher with --teacher DIR")
+    teacher_record = None if t.info.get("kind") == "diffusers" else read_network_record(teacher_path)
+    _check_t2i_suite(s, f"teacher {teacher_path}", t.latent_shape, teacher_record)
+    net = None
+    if generator:
+        net = load_network(path, device=dev)
+        if (c, r, r) != tuple(t.latent_shape):
+            raise AssetError(f"generator {path} works on {[c, r, r]} latents, its teacher {teacher_path} on "
+                             f"{list(t.latent_shape)}",
+                             hint="pass the teacher it was distilled from with --teacher")
+    plan = T2IPlan(t, caps, generator=net, t_init=source.get("t_init"), num_steps=num_steps or 1,
+                   guidance=1.0 if guidance is None else guidance, captions_info=caps_info)
+    info = {"path": str(path), "weights_sha256": (record or {}).get("weights_sha256") or t.info.get("sha256"),
+            "class_name": "EpsDenoiser", "role": role or "teacher"}
+    return plan, info
+
+
 def pairs(*, out: PathLike, suite: str | None = None, network: PathLike | None = None,
           seeds: str | Sequence[int] | None = None, num_pairs: int | None = None, batch_size: int = 64,
           num_steps: int | None = None, sigma_min: float | None = None, sigma_max: float | None = None,
@@ -386,14 +605,19 @@ def evaluate(*, images: Any = None, generator: PathLike | None = None, suite: st
              vgg16_weights: PathLike | None = None, torchscript_inception: PathLike | None = None,
              clip_weights: PathLike | None = None, captions: PathLike | None = None,
              channels_last: bool = False, batch_size: int = 64, device: str = "cpu",
-             json: PathLike | None = None, student_steps: int | None = None) -> dict[str, Any]:
+             json: PathLike | None = None, student_steps: int | None = None,
+             teacher: PathLike | None = None) -> dict[str, Any]:
     """Metrics of `images` (folder/zip of PNGs, dataset, tensor) or of a one-step `generator` folder.
 
     suite: its reference statistics are the default `ref`, its protocols the default metrics
     and protocols, and a generator must match its teacher. Generator images come from
     `seeds` (or 0..num_images-1), or with `seed_sets` from every seed set of the protocol,
     combined by its headline rule. `json`: also write the result record there. student_steps: a
-    multi-step student (ADD-style) at N of its recorded `student_sigmas`. Returns it.
+    multi-step student (ADD-style) at N of its recorded `student_sigmas`. A SiD-LSG generator
+    (role "t2i-generator") renders image s from caption s (`captions`, default the suite's
+    evaluation captions) through `teacher` (default: the one its network.json records, else the
+    suite's), and the metrics get those captions; images under a text-to-image suite get the
+    suite's evaluation captions when `captions` is not given. Returns the result.
     """
     from sidbench.metrics.evaluate import evaluate as evaluate_images
 
@@ -415,13 +639,17 @@ def evaluate(*, images: Any = None, generator: PathLike | None = None, suite: st
     if images is not None and seeds is not None:
         raise ConfigError("--seeds chooses generator seeds",
                           hint="with --images use --num-images N for the first N")
+    if images is not None and teacher is not None:
+        raise ConfigError("--teacher is a text-to-image generator's teacher", hint="use it with --generator")
     dev = _device(device)
     s = _suite(suite)
     metric_list, protocols = _metrics_and_protocols(metrics, protocol, s)
     if s is not None:
         ref, ref_images = _suite_reference(s, ref, ref_images, metric_list)
     caption_list = None
-    if captions is not None:
+    if images is not None and s is not None and s.settings.get("text_to_image"):
+        caption_list = _t2i_captions(captions, s, num_images or 0, required=False)[0]
+    elif captions is not None and images is not None:
         from sidbench.data.coco import read_captions
 
         caption_list = read_captions(captions)
@@ -434,7 +662,8 @@ def evaluate(*, images: Any = None, generator: PathLike | None = None, suite: st
         result = evaluate_images(images, ref, metric_list, protocols or None, num_images=num_images, **common)
     else:
         result = _evaluate_generator(generator, s, seeds, num_images, seed_sets, sigma_init, ref, metric_list,
-                                     protocols, dev, common, student_steps)
+                                     protocols, dev, common, student_steps, teacher=teacher,
+                                     captions=captions)
     import sidbench.distributed as distributed
 
     if json is not None and distributed.rank() == 0:
@@ -473,13 +702,22 @@ def _suite_reference(s: Any, ref: Any, ref_images: Any, metric_list: list[str]) 
 
 def _evaluate_generator(generator: PathLike, s: Any, seeds: Any, num_images: int | None, seed_sets: bool,
                         sigma_init: float | None, ref: Any, metric_list: list[str], protocols: list[str],
-                        dev: Any, common: dict[str, Any], student_steps: int | None = None) -> dict[str, Any]:
+                        dev: Any, common: dict[str, Any], student_steps: int | None = None,
+                        teacher: PathLike | None = None, captions: PathLike | None = None) -> dict[str, Any]:
     from sidbench.metrics.evaluate import evaluate as evaluate_images
     from sidbench.metrics.evaluate import evaluate_seed_sets, resolve_protocols
     from sidbench.metrics.image_source import GeneratorImageSource, onestep_renderer
     from sidbench.nets.native import DEFAULT_SIGMA_INIT, load_network
     from sidbench.nets.seeds import resolve_seeds
 
+    target = _t2i_network(generator, None)
+    if target is not None:
+        if sigma_init is not None or student_steps is not None:
+            raise ConfigError("--sigma-init and --student-steps sample EDM generators; a SiD-LSG generator "
+                              "takes one step at its recorded t_init", hint="drop them")
+        return _evaluate_t2i_generator(*target, s, seeds, num_images, seed_sets, teacher, captions,
+                                       metric_list, protocols, ref, dev, common)
+    _refuse_t2i_options(generator, s, teacher=teacher, captions=captions)
     path, record = _network_record(generator, s, "generator")
     if record.get("role") == "teacher":
         raise ConfigError(f"{path} is a teacher (role in its network.json); --generator renders one step",
@@ -503,6 +741,44 @@ def _evaluate_generator(generator: PathLike, s: Any, seeds: Any, num_images: int
 
         render = multistep_renderer(net, levels, dev)
         info["student_sigmas"] = list(levels)
+    if seed_sets:
+        return evaluate_seed_sets(render, sets, ref, metric_list, protocols or None, description=info,
+                                  **common)
+    return evaluate_images(GeneratorImageSource(render, seed_list, info), ref, metric_list, protocols or None,
+                           **common)
+
+
+def _evaluate_t2i_generator(path: Path, record: dict | None, s: Any, seeds: Any, num_images: int | None,
+                            seed_sets: bool, teacher: PathLike | None, captions: PathLike | None,
+                            metric_list: list[str], protocols: list[str], ref: Any, dev: Any,
+                            common: dict[str, Any]) -> dict[str, Any]:
+    """A SiD-LSG generator rendered on the fly, image s from caption s; the metrics get the same captions."""
+    from sidbench.metrics.evaluate import evaluate as evaluate_images
+    from sidbench.metrics.evaluate import evaluate_seed_sets, resolve_protocols
+    from sidbench.metrics.image_source import GeneratorImageSource
+    from sidbench.nets.seeds import resolve_seeds
+
+    if (record or {}).get("role") != "t2i-generator":
+        raise ConfigError(f"{path} is a text-to-image teacher; --generator renders a one-step generator",
+                          hint="sample it with `sidbench generate` and evaluate the images with --images")
+    chosen = resolve_protocols(metric_list, protocols or None)
+    if seed_sets:
+        first = chosen["fid"] if "fid" in chosen else next(iter(chosen.values()))
+        sets = first.option("seed_sets") or ((0, first.num_images - 1),)
+        if any(lo != 0 for lo, _ in sets):
+            raise ConfigError(f"protocol {first.name}'s seed sets do not all start at 0, but caption i of "
+                              "the metrics is image i", hint="drop --seed-sets and pass --seeds")
+        seed_list = list(range(max(hi for _, hi in sets) + 1))
+    else:
+        seed_list = resolve_seeds(seeds, num_images)
+    plan, _ = _t2i_plan(path, record, s, teacher, captions, seed_list, None, None, None, dev)
+    info = {"generator": str(path), "generator_sha256": record.get("weights_sha256"), **plan.describe()}
+    render = plan.renderer(dev)
+    caps = plan.captions
+    if not seed_sets and list(seed_list) != list(range(len(seed_list))):
+        caps = [caps[i] for i in seed_list]  # image i of the metrics is seed_list[i]
+    common = {**common, "captions": caps}
+    plan.network.eval()
     if seed_sets:
         return evaluate_seed_sets(render, sets, ref, metric_list, protocols or None, description=info,
                                   **common)

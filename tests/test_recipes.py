@@ -236,3 +236,121 @@ def test_sid2a_dry_run_refuses_a_missing_sid_generator(tmp_path, capsys, monkeyp
     rc, _, err = run_cli(["distill", RECIPES / "sid2a-cifar10-uncond.yaml", "--outdir", tmp_path / "o",
                           "--dry-run", "--set", f"training.teacher={teacher}"], capsys)
     assert rc == 1 and "init_generator runs/sid-cifar10-uncond" in err and err.count("\n") == 1, err
+
+
+# --- SiD-LSG (text-to-image) -----------------------------------------------------------------------
+# Written out from methods.md "SiD-LSG" (settings; FID / CLIP per teacher and kappa) and the authors'
+# mingyuanzhou/SiD-LSG@709fc22 (run_sid.sh, sid_train.py defaults; generate_onestep.py names the
+# checkpoint of each number, batch512_[sd21_]cfg<k><k><k>_t625_<kimg>_v2.pkl).
+LSG = {  # (teacher, kappa): [(FID, CLIP, checkpoint kimg, longer training)]
+    ("sd15", "1.5"): [(8.71, 0.302, 8806, False), (8.15, 0.304, 18789, True)],
+    ("sd15", "2"): [(9.56, 0.313, 4812, False)], ("sd15", "3"): [(13.21, 0.314, 6349, False)],
+    ("sd15", "4.5"): [(16.59, 0.317, 8380, False)],
+    ("sd21base", "1.5"): [(9.52, 0.308, 9728, False)], ("sd21base", "2"): [(10.97, 0.318, 8482, False)],
+    ("sd21base", "3"): [(13.50, 0.321, 6144, False)], ("sd21base", "4.5"): [(16.54, 0.322, 7168, False)],
+}
+
+
+def _lsg(teacher: str, kappa: str):
+    return load_recipe(RECIPES / f"sid-lsg-coco2014-{teacher}-kappa{kappa}.yaml")
+
+
+def test_every_sid_lsg_setting_has_a_recipe():
+    names = {p.stem for p in _all() if p.stem.startswith("sid-lsg-")}
+    wanted = {f"sid-lsg-coco2014-{t}-kappa{k}" for t, k in LSG} | {"sid-lsg-digits-t2i"}
+    assert names == wanted, sorted(names ^ wanted)
+
+
+@pytest.mark.parametrize("teacher, kappa", sorted(LSG), ids=lambda x: str(x))
+def test_sid_lsg_settings_are_methods_md(teacher, kappa):
+    config = _lsg(teacher, kappa)
+    m, t = config.method_settings, config.training
+    g, f = t.networks["generator"], t.networks["fake_score"]
+    k = float(kappa)
+    assert (config.suite, config.method) == (f"coco2014-{teacher}", "sid-lsg")
+    assert (m.cfg_train_fake, m.cfg_eval_fake, m.cfg_eval_real) == (k, k, k)
+    assert (m.t_init, m.tmin, m.tmax, m.alpha, m.prompt_dropout) == (625, 20, 980, 1.0, 0.1)
+    assert (m.loss_scale, m.fake_loss_scale) == (1.0, 1.0)
+    assert (t.batch, t.batch_per_gpu, t.precision) == (512, 1, "fp32")
+    assert t.duration_kimg == max(kimg for _, _, kimg, _ in LSG[(teacher, kappa)])
+    for net in (g, f):
+        assert (net.optimizer, net.lr, net.betas, net.eps) == ("adam", 1e-6, (0.0, 0.999), 1e-8)
+        assert (net.grad_clip_value, net.grad_clip_norm, net.weight_decay) == (None, None, 0.0)
+    assert (g.ema_halflife_kimg, g.ema_rampup) == (50.0, 0.05)  # --ema 0.05 Mimg -> int(50) kimg
+    assert t.teacher and t.prompts and t.dataset is None and t.init_generator is None
+    assert set(t.eval.protocols) == {"coco2014-fid30k-clean", "clip-score-vitg14"}
+    hw = config.hardware
+    assert hw["gpus"] == 4 and "nproc_per_node=4" in hw["source"] and "mingyuanzhou/SiD-LSG" in hw["source"]
+    assert "gpu" not in hw  # the GPU model is not stated by the authors
+
+
+@pytest.mark.parametrize("teacher, kappa", sorted(LSG), ids=lambda x: str(x))
+def test_sid_lsg_expected_numbers_are_methods_md_and_published_yaml(teacher, kappa):
+    from sidbench.leaderboards.published import published_records
+
+    config = _lsg(teacher, kappa)
+    rows = LSG[(teacher, kappa)]
+    assert len(config.expected) == 2 * len(rows)
+    published = {(r["suite"]["name"], r["method"]["label"]): r["metrics"]
+                 for r in published_records(RECIPES.parent / "leaderboards" / "published.yaml")}
+    pairs = [config.expected[i:i + 2] for i in range(0, len(config.expected), 2)]
+    for (fid, clip, kimg, longer), pair in zip(rows, pairs, strict=True):
+        by_metric = {e["metric"]: e for e in pair}
+        assert by_metric["fid"]["value"] == fid and by_metric["clip_score"]["value"] == clip
+        assert by_metric["fid"]["protocol"] == "coco2014-fid30k-clean"
+        assert by_metric["clip_score"]["protocol"] == "clip-score-vitg14"
+        label = f"SiD-LSG (kappa {kappa}{', longer training' if longer else ''})"
+        row = published[(config.suite, label)]
+        assert (row["fid"]["value"], row["clip_score"]["value"]) == (fid, clip)
+        for e in pair:
+            assert e["source"] == "code" and e["arxiv"] == "2406.01561" and "README" in e["table"]
+            assert "Guided Score identity Distillation" in e["paper"] and e["kimg"] == kimg
+            assert e["released"].endswith(f"_t625_{kimg}_v2.pkl") and ("sd21" in e["released"]) == (
+                teacher == "sd21base")
+            assert ("longer training" in e["table"] and "longer training" in e["note"]) == longer
+
+
+def test_sid_lsg_fp16_lines_of_the_header_load():
+    """The header's fp16 `--set` lines give fp16 with the generator's gradient value clipping at 1."""
+    import re
+
+    path = RECIPES / "sid-lsg-coco2014-sd15-kappa2.yaml"
+    header = "".join(line for line in path.read_text().splitlines(True) if line.startswith("#"))
+    sets = re.findall(r"--set (\S+)", header.split("fp16", 1)[1])
+    config = load_recipe(path, [s for s in sets if not s.endswith("=DIR") and not s.endswith("=FILE")])
+    t = config.training
+    assert t.precision == "fp16" and t.networks["generator"].grad_clip_value == 1.0
+    assert t.networks["fake_score"].grad_clip_value is None
+    assert {n.eps for n in t.networks.values()} == {1e-6}
+
+
+def test_sid_lsg_digits_t2i_is_a_laptop_recipe():
+    config = load_recipe(RECIPES / "sid-lsg-digits-t2i.yaml")
+    m, t = config.method_settings, config.training
+    assert (config.suite, config.method, config.expected) == ("digits-t2i", "sid-lsg", ())
+    assert (m.cfg_train_fake, m.cfg_eval_fake, m.cfg_eval_real, m.t_init) == (2.0, 2.0, 2.0, 625)
+    assert (t.batch, t.duration_kimg, t.eval_kimg, t.total_steps) == (16, 6.4, 1.6, 400)
+    assert t.eval.protocols == ("digits-fd", "digits-t2i-alignment")
+    assert t.teacher is None and t.prompts is None  # the packaged teacher and the suite's captions
+
+
+@pytest.mark.parametrize("teacher", ["sd15", "sd21base"])
+def test_sid_lsg_dry_run_names_the_missing_teacher_and_checks_a_given_one(teacher, tmp_path, capsys):
+    from tests.t2i._tiny_sd import write_layout
+
+    recipe = RECIPES / f"sid-lsg-coco2014-{teacher}-kappa2.yaml"
+    rc, _, err = run_cli(["distill", recipe, "--outdir", tmp_path / "o", "--dry-run"], capsys)
+    assert rc == 1 and err.count("\n") == 1 and "Traceback" not in err, err
+    assert "models/stable-diffusion-" in err and f"coco2014-{teacher}" in err
+    sd = write_layout(tmp_path / "sd")  # configs only: the dry run reads JSON, never weights
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a cat\na dog on a sofa\n")
+    rc, stdout, err = run_cli(["distill", recipe, "--outdir", tmp_path / "o", "--dry-run",
+                               "--set", f"training.teacher={sd}", "--set", f"training.prompts={prompts}",
+                               "--set", "training.eval_kimg=null"], capsys)
+    assert rc == 0, err
+    printed = json.loads(stdout[:stdout.rindex("}") + 1])
+    kimg = LSG[(teacher, "2")][0][2]
+    assert printed["teacher_path"] == str(sd) and printed["total_steps"] == -(-kimg * 1000 // 512)
+    assert printed["config"]["suite"] == f"coco2014-{teacher}" and "nothing trained" in stdout
+    assert not (tmp_path / "o" / "checkpoints").exists()

@@ -18,7 +18,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     src.add_argument("--images", metavar="PATH",
                      help="folder or zip of PNGs (sorted by name), or a dataset")
     src.add_argument("--generator", metavar="DIR_OR_NAME",
-                     help="native one-step generator folder (or network.json): images made on the fly")
+                     help="native one-step generator folder (or network.json), EDM or SiD-LSG "
+                          "text-to-image (image s from caption s): images made on the fly")
     parser.add_argument("--suite", default=None, metavar="NAME", choices=RegistryChoices(SUITES),
                         help="the suite's reference statistics, metrics and protocols are the defaults; a "
                              "generator must match its teacher (`sidbench ls suites`)")
@@ -51,7 +52,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="NVIDIA inception-2015-12-05.pt (clean-fid protocols)")
     parser.add_argument("--clip-weights", metavar="FILE", default=None, help="open_clip ViT-g-14 state dict")
     parser.add_argument("--captions", metavar="FILE", default=None,
-                        help="captions file for the CLIP score, one per line (the pinned COCO-2014 list)")
+                        help="captions file, one per line: caption i of image i for CLIP score / prompt "
+                             "alignment, and of seed i for a text-to-image --generator (default under a "
+                             "text-to-image suite: its evaluation captions; COCO: the pinned list)")
+    parser.add_argument("--teacher", metavar="DIR_OR_NAME", default=None,
+                        help="a SiD-LSG --generator's teacher (prompt encoder, decoder); default: the one "
+                             "its network.json records, else the suite's")
     parser.add_argument("--channels-last", action="store_true",
                         help="run torch-fidelity's Inception in NHWC: faster (about 1.4-2x on CPU), features "
                              "differ from torch-fidelity's in the last bits (recorded in the result)")

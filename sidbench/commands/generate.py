@@ -1,4 +1,8 @@
-"""`sidbench generate`: sample images with per-image seeds into a folder or zip (API: `sidbench.generate`)."""
+"""`sidbench generate`: sample images with per-image seeds into a folder or zip (API: `sidbench.generate`).
+
+Text-to-image networks (SiD-LSG generators, EpsDenoiser or diffusers teachers) render image s from
+caption s of --captions (default: the suite's evaluation captions).
+"""
 
 from __future__ import annotations
 
@@ -11,9 +15,20 @@ from sidbench.registry import SUITES
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--network", "--teacher", "--generator", metavar="DIR_OR_NAME", default=None,
-                        help="native network folder, its network.json, or a named asset such as digits "
-                             "(default: the --suite's teacher)" + alias_note("--teacher", "--generator"))
+    parser.add_argument("--network", "--generator", metavar="DIR_OR_NAME", default=None,
+                        help="native network folder, its network.json, a named asset such as digits, or a "
+                             "diffusers Stable Diffusion folder (default: the --suite's teacher)"
+                             + alias_note("--generator"))
+    parser.add_argument("--teacher", metavar="DIR_OR_NAME", default=None,
+                        help="text-to-image: the teacher of a SiD-LSG --network, whose prompt encoder and "
+                             "decoder render it (default: the one its network.json records, else the "
+                             "suite's); alone, the network to sample (its old meaning)")
+    parser.add_argument("--captions", metavar="FILE", default=None,
+                        help="text-to-image: captions file, one per line; image s uses caption s (default: "
+                             "the suite's evaluation captions; COCO: captions.txt, required unless cached)")
+    parser.add_argument("--guidance", type=float, default=None, metavar="KAPPA",
+                        help="text-to-image teacher: classifier-free guidance scale of its DDIM sampler, 1 = "
+                             "none (default: the suite's teacher_sampler, else 7.5)")
     parser.add_argument("--out", required=True, metavar="DIR_OR_ZIP",
                         help="output folder, or a path ending in .zip (packed when complete)")
     parser.add_argument("--suite", default=None, metavar="NAME", choices=RegistryChoices(SUITES),
@@ -25,11 +40,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", "--batch", type=int, default=64, metavar="B",
                         help="images per network batch (default 64)" + alias_note("--batch"))
     parser.add_argument("--sampler", choices=api.SAMPLERS, default=None,
-                        help="heun: EDM's 2nd-order sampler (teachers); onestep: G(sigma_init * z) "
-                             "(default: onestep when network.json says role generator, else heun)")
+                        help="heun: EDM's 2nd-order sampler (teachers); onestep: G(sigma_init * z), or a "
+                             "SiD-LSG generator at its t_init; ddim: text-to-image teachers (default: "
+                             "onestep for generators, ddim for text-to-image teachers, else heun)")
     parser.add_argument("--num-steps", "--steps", type=int, default=None, metavar="N",
                         help="Heun steps, NFE = 2N-1 (default: the suite's, else EDM's 18 up to 32x32, "
-                             "40 above)" + alias_note("--steps"))
+                             "40 above); DDIM steps of a text-to-image teacher (default: the suite's "
+                             "teacher_sampler, else 50)" + alias_note("--steps"))
     parser.add_argument("--class-idx", "--class", type=int, default=None, metavar="IDX",
                         help="fixed class for a conditional net (default: random per seed, as EDM)"
                              + alias_note("--class"))

@@ -67,15 +67,27 @@ class PromptList(list):
         return {"path": self.path, "count": len(self), "sha256": self.sha256, "format": self.source_format}
 
 
+_JSON_HINT = "give captions.txt, a JSON list of captions or captions_*.json from COCO"
+
+
 def _from_json(data: object, path: Path) -> tuple[list[str], str]:
-    if isinstance(data, list) and all(isinstance(c, str) for c in data):
+    """The captions of a JSON list of strings or of a COCO annotation file; the first bad entry named."""
+    if isinstance(data, list):
+        for i, c in enumerate(data):
+            if not isinstance(c, str):
+                raise DatasetError(f"{path}: item {i} of the JSON list is a {type(c).__name__}, "
+                                   "not a caption string", hint=_JSON_HINT)
         return list(data), "json-list"
     if isinstance(data, dict) and isinstance(data.get("annotations"), list):
-        caps = [a.get("caption") for a in data["annotations"] if isinstance(a, dict)]
-        if all(isinstance(c, str) for c in caps) and caps:
-            return caps, "coco-annotations"
+        caps = []
+        for i, a in enumerate(data["annotations"]):
+            c = a.get("caption") if isinstance(a, dict) else None
+            if not isinstance(c, str):
+                raise DatasetError(f"{path}: annotation {i} has no caption string", hint=_JSON_HINT)
+            caps.append(c)
+        return caps, "coco-annotations"
     raise DatasetError(f"{path} is JSON but neither a list of strings nor a COCO annotation file",
-                       hint="give captions.txt, a JSON list of captions or captions_*.json from COCO")
+                       hint=_JSON_HINT)
 
 
 def read_prompts(path: str | os.PathLike) -> PromptList:
@@ -88,7 +100,7 @@ def read_prompts(path: str | os.PathLike) -> PromptList:
                            hint="give a caption list: .txt (one per line), .json or a COCO annotation file"
                            ) from None
     try:
-        text = raw.decode("utf-8")
+        text = raw.decode("utf-8-sig")  # a byte-order mark (Windows editors write one) is not a caption
     except UnicodeDecodeError:
         raise DatasetError(f"{p} is not UTF-8 text", hint="save the caption list as UTF-8") from None
     if p.suffix.lower() == ".json":
@@ -114,5 +126,7 @@ def builtin_prompts(name: str, count: int) -> PromptList:
         raise DatasetError(f"no built-in prompt list '{name}'", hint="the built-in list is 'digits'")
     caps = digit_captions(count)
     out = PromptList(caps)
-    out.path, out.sha256, out.source_format = f"builtin:{name}", sha256_bytes("\n".join(caps).encode()), "builtin"
+    # hashed as the file it would be: one caption per line, each ending in "\n"
+    out.path, out.source_format = f"builtin:{name}", "builtin"
+    out.sha256 = sha256_bytes("".join(f"{c}\n" for c in caps).encode())
     return out

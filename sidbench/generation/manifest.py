@@ -71,6 +71,21 @@ def build_manifest(net: torch.nn.Module, sampler: str, device: torch.device, cla
     return json.loads(jsonsafe.dumps(manifest))
 
 
+def build_t2i_manifest(net: torch.nn.Module, settings: dict[str, Any],
+                       network_info: dict | None = None) -> dict[str, Any]:
+    """A text-to-image output's manifest (without seeds): `settings` as given (sampler, captions sha256,
+    teacher sha256, t_init or DDIM steps and guidance), `net`'s weights fingerprinted."""
+    manifest = {
+        "format": FORMAT,
+        "format_version": FORMAT_VERSION,
+        "settings": {**settings,
+                     "quantize": "edm: (x*127.5+128).clip(0,255) -> uint8, float64",
+                     "seed_convention": "StackedRandomGenerator per seed: latent; caption s with seed s"},
+        "network": {"fingerprint": network_fingerprint(net), **(network_info or {})},
+    }
+    return json.loads(jsonsafe.dumps(manifest))
+
+
 def with_seeds(manifest: dict[str, Any], seeds: Iterable[int]) -> dict[str, Any]:
     """A copy of `manifest` that claims exactly `seeds` ("" for none)."""
     return {**manifest, "seeds": format_seeds(sorted(seeds))}

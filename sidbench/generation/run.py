@@ -1,5 +1,9 @@
 """`generate`: check everything, take the output's lock, then make only the images still missing.
 
+`write_images` is the part every generator shares (EDM networks here, text-to-image ones in
+`sidbench.generation.t2i`): a render function seeds -> uint8 images, a manifest, and the
+lock / resume / zip logic below.
+
 Order matters: every setting (seeds, sampler numbers, batch size, device, weights)
 is checked before anything is written, so a bad option never leaves a folder
 behind. A folder left by a crashed run that holds a manifest but no finished image
@@ -13,10 +17,11 @@ import numbers
 import os
 import shutil
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 
 from sidbench import images as imgio
@@ -40,6 +45,8 @@ from sidbench.nets.render import check_finite_weights, render_seeds
 from sidbench.nets.sampler import check_sampler_settings, heun_nfe
 from sidbench.nets.seeds import check_class_idx, parse_seeds
 from sidbench.progress import make_progress
+
+Render = Callable[[list[int]], "np.ndarray | torch.Tensor"]  # seeds -> uint8 [B, C, H, W]
 
 
 def _positive_int(name: str, value: Any, hint: str) -> int:
@@ -123,22 +130,49 @@ def generate(
                               hint="use sampler onestep with student_sigmas")
     device = parse_device(device)
     _check_network(net, device, class_idx)
+    if Path(out).suffix.lower() == ".zip" and Path(out).is_dir():
+        raise ConfigError(f"{out} is a folder, not a zip", hint="pass another --out")
+    manifest = build_manifest(net, sampler, device, class_idx, settings, network_info, student_sigmas=levels)
+    nfe = heun_nfe(settings["num_steps"]) if sampler == "heun" else len(levels or (1,))
+    heun = {k: v for k, v in settings.items() if k != "sigma_init"}
+
+    def render(batch: list[int]) -> np.ndarray | torch.Tensor:
+        if levels is not None:
+            return render_multistep(net, batch, device, class_idx, levels)
+        return render_seeds(net, batch, sampler, device, class_idx, heun, settings["sigma_init"])
+
+    was_training = net.training
+    net.eval()
+    try:
+        return write_images(render, out, seeds, manifest, batch_size=batch_size, writers=writers,
+                            progress=progress, nfe=nfe)
+    finally:
+        net.train(was_training)
+
+
+def write_images(render: Render, out: str | os.PathLike, seeds: Sequence[int], manifest: dict[str, Any], *,
+                 batch_size: int = 64, writers: int = 4, progress: bool = True,
+                 nfe: int = 1) -> GenerateSummary:
+    """The resumable writer behind every generator: `render(seeds)` -> uint8 [B, C, H, W] images.
+
+    `manifest` (from `build_manifest` or `build_t2i_manifest`, without seeds) says how the images
+    are made; an output made otherwise is refused, one made the same way is resumed or extended.
+    `render` must make image s from seed s alone, so batching never changes an image.
+    """
+    seeds = parse_seeds(seeds)
+    batch_size = _positive_int("batch size", batch_size, "use e.g. --batch-size 64")
+    writers = _positive_int("writers", writers, "use e.g. 4 writer threads")
     out = Path(out)
     zip_mode = out.suffix.lower() == ".zip"
     if zip_mode and out.is_dir():
         raise ConfigError(f"{out} is a folder, not a zip", hint="pass another --out")
-    manifest = build_manifest(net, sampler, device, class_idx, settings, network_info, student_sigmas=levels)
-    nfe = heun_nfe(settings["num_steps"]) if sampler == "heun" else len(levels or (1,))
-
     with output_lock(out):
         folder = zipout.staging_folder(out) if zip_mode else out
         old_zip = _check_old_zip(out, manifest) if zip_mode and out.exists() else None
         _check_folder(folder, manifest)
         done = _open_folder(folder, manifest, old_zip, out, len(seeds))
         pending = [s for s in seeds if s not in done]
-        heun = {k: v for k, v in settings.items() if k != "sigma_init"}
-        seconds = _render_and_write(net, folder, pending, len(seeds), batch_size, sampler, device, class_idx,
-                                    heun, settings["sigma_init"], writers, progress, levels)
+        seconds = _render_and_write(render, folder, pending, len(seeds), batch_size, writers, progress)
         finished = done | set(pending)
         try:
             if zip_mode:
@@ -201,38 +235,30 @@ def _close_zip(folder: Path, out: Path, manifest: dict[str, Any], old_zip: zipou
     shutil.rmtree(folder)
 
 
-def _render_and_write(net: torch.nn.Module, folder: Path, pending: list[int], total: int, batch_size: int,
-                      sampler: str, device: torch.device, class_idx: int | None, heun: dict[str, Any],
-                      sigma_init: float, writers: int, progress: bool,
-                      student_sigmas: tuple[float, ...] | None = None) -> float:
-    """Sample `pending` batch by batch, writing each batch while the next is sampled; seconds taken."""
+def _render_and_write(render: Render, folder: Path, pending: list[int], total: int, batch_size: int,
+                      writers: int, progress: bool) -> float:
+    """Render `pending` batch by batch, writing each batch while the next is rendered; seconds taken."""
     finished = total - len(pending)
-    was_training = net.training
-    net.eval()
     start = time.perf_counter()
-    try:
-        with make_progress() as bar, PngWriter(writers) as writer:
-            task = bar.add_task("generating", total=total, completed=finished, visible=progress)
+    with make_progress() as bar, PngWriter(writers) as writer:
+        task = bar.add_task("generating", total=total, completed=finished, visible=progress)
 
-            def drain() -> None:
-                nonlocal finished
-                ok, failure = writer.drain()
-                finished += ok
-                bar.advance(task, ok)
-                if failure:
-                    path, exc = failure
-                    raise disk_error(exc, str(path), finished, total, folder) from exc
+        def drain() -> None:
+            nonlocal finished
+            ok, failure = writer.drain()
+            finished += ok
+            bar.advance(task, ok)
+            if failure:
+                path, exc = failure
+                raise disk_error(exc, str(path), finished, total, folder) from exc
 
-            for lo in range(0, len(pending), batch_size):
-                batch = pending[lo : lo + batch_size]
-                if student_sigmas is not None:
-                    images = render_multistep(net, batch, device, class_idx, student_sigmas)
-                else:
-                    images = render_seeds(net, batch, sampler, device, class_idx, heun, sigma_init)
-                drain()  # the previous batch's files, written while this one was sampled
-                for seed, image in zip(batch, images, strict=True):
-                    writer.submit(folder / imgio.seed_filename(seed), image)
-            drain()
-    finally:
-        net.train(was_training)
+        for lo in range(0, len(pending), batch_size):
+            batch = pending[lo : lo + batch_size]
+            images = np.asarray(render(batch))
+            if images.shape[0] != len(batch):
+                raise ConfigError(f"the renderer returned {images.shape[0]} images for {len(batch)} seeds")
+            drain()  # the previous batch's files, written while this one was rendered
+            for seed, image in zip(batch, images, strict=True):
+                writer.submit(folder / imgio.seed_filename(seed), image)
+        drain()
     return time.perf_counter() - start

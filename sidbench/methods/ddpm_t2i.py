@@ -1,7 +1,8 @@
 """`ddpm-t2i`: train a text-conditional eps-prediction teacher from scratch (the digits-t2i teacher).
 
 Stable Diffusion's objective at small scale: x_t = sqrt(abar_t) x0 + sqrt(1 - abar_t) eps at
-t ~ U{0..999}, loss = sum_{C,H,W} (eps_theta(x_t, t, c) - eps)^2 (per sample), with the caption c replaced by the
+t ~ U{0..999}, loss = sum_{C,H,W} (eps_theta(x_t, t, c) - eps)^2 (per sample), with the caption c
+replaced by the
 empty prompt at rate `prompt_dropout` so that one network gives both branches of classifier-free
 guidance. Unlike SD, the text encoder (a small CLIPTextModel inside the `EpsDenoiser`) trains with
 the UNet: captions come from the image labels through the suite's caption templates.
@@ -23,7 +24,7 @@ from sidbench.nets.prompts import WordTokenizer
 
 
 def eps_loss(eps_pred: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """sum_{C,H,W} (eps_pred - noise)^2 per sample (EDM's per-sample sum; the trainer means over the batch)."""
+    """sum_{C,H,W} (eps_pred - noise)^2 per sample, as EDM's loss (the trainer takes the batch mean)."""
     return (eps_pred - noise).square().flatten(start_dim=1).sum(dim=1)
 
 

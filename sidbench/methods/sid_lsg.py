@@ -38,7 +38,8 @@ def denoise(net: torch.nn.Module, x_t: torch.Tensor, t: torch.Tensor, cond: torc
     return net(x_t, None, timesteps=t, text=cond, uncond=uncond, kappa=kappa, output=output)
 
 
-def generate_latents(generator: torch.nn.Module, z: torch.Tensor, text: torch.Tensor, t_init: int) -> torch.Tensor:
+def generate_latents(generator: torch.nn.Module, z: torch.Tensor, text: torch.Tensor,
+                     t_init: int) -> torch.Tensor:
     """G(z, c) = x0 of the generator's (unguided) eps at t_init on sqrt(1 - abar_t_init) z."""
     return one_step(generator, z, text, t_init)
 

@@ -45,14 +45,21 @@ def check_schedule(schedule: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def alphas_cumprod(schedule: Mapping[str, Any]) -> torch.Tensor:
-    """abar_t for t = 0..N-1, float32 [N]."""
+    """abar_t for t = 0..N-1, float32 [N], on the default device.
+
+    Computed on the CPU as diffusers does, so it is diffusers' tensor bit for bit under any
+    `with torch.device(...)` (a GPU linspace / cumprod may round differently), then moved: under
+    "meta" the result holds no memory. The device is explicit because transformers' from_pretrained
+    can leave torch's device context blind to torch.linspace for the rest of the process.
+    """
     s = check_schedule(schedule)
     n = s["num_train_timesteps"]
+    cpu = dict(dtype=torch.float32, device="cpu")
     if s["beta_schedule"] == "scaled_linear":
-        betas = torch.linspace(s["beta_start"] ** 0.5, s["beta_end"] ** 0.5, n, dtype=torch.float32) ** 2
+        betas = torch.linspace(s["beta_start"] ** 0.5, s["beta_end"] ** 0.5, n, **cpu) ** 2
     else:
-        betas = torch.linspace(s["beta_start"], s["beta_end"], n, dtype=torch.float32)
-    return torch.cumprod(1.0 - betas, dim=0)
+        betas = torch.linspace(s["beta_start"], s["beta_end"], n, **cpu)
+    return torch.cumprod(1.0 - betas, dim=0).to(torch.get_default_device())
 
 
 def _per_sample(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:

@@ -78,7 +78,8 @@ class EpsDenoiser(Precond):
             raise ConfigError("EpsDenoiser is text-conditional; label_dim must be 0",
                               hint="condition it on prompts instead of class labels")
         if not isinstance(unet, Mapping):
-            raise ConfigError("EpsDenoiser needs init_kwargs['unet'], a diffusers UNet2DConditionModel config")
+            raise ConfigError("EpsDenoiser needs init_kwargs['unet']",
+                              hint="give a diffusers UNet2DConditionModel config (unet/config.json)")
         schedule = ddpm.check_schedule(schedule or ddpm.SD15_SCHEDULE)
         self.img_resolution, self.img_channels = int(img_resolution), int(img_channels)
         self.label_dim, self.use_fp16, self.model_type = 0, bool(use_fp16), "UNet2DConditionModel"
@@ -197,7 +198,8 @@ def one_step_input(abar: torch.Tensor, z: torch.Tensor, t_init: int) -> torch.Te
 
 def one_step(generator: torch.nn.Module, z: torch.Tensor, text: torch.Tensor, t_init: int) -> torch.Tensor:
     """G(z, c): x0 of the (possibly DDP-wrapped) generator's unguided eps at t_init on sqrt(1 - abar) z."""
-    inner = generator.module if isinstance(generator, torch.nn.parallel.DistributedDataParallel) else generator
+    ddp = isinstance(generator, torch.nn.parallel.DistributedDataParallel)
+    inner = generator.module if ddp else generator
     x = one_step_input(inner.alphas_cumprod, z, t_init)
     t = torch.full((z.shape[0],), int(t_init), dtype=torch.long, device=z.device)
     return generator(x, None, timesteps=t, text=text)

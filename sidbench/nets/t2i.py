@@ -73,7 +73,8 @@ def load_diffusers_teacher(path: str | os.PathLike, device: str | torch.device =
     r = int(sd.unet.config.sample_size)
     return T2ITeacher(denoiser=denoiser, prompts=encoder, decode=_vae_decoder(sd.vae), latent_shape=(c, r, r),
                       info={"path": str(sd.path), "sha256": digest, "kind": "diffusers",
-                            "class_name": "EpsDenoiser", "vae_scaling_factor": float(sd.vae.config.scaling_factor)})
+                            "class_name": "EpsDenoiser",
+                            "vae_scaling_factor": float(sd.vae.config.scaling_factor)})
 
 
 def load_native_teacher(path: str | os.PathLike, device: str | torch.device = "cpu") -> T2ITeacher:
@@ -105,5 +106,6 @@ def load_t2i_teacher(path: str | os.PathLike, device: str | torch.device = "cpu"
         return load_diffusers_teacher(p, device, dtype)
     if (p / "network.json").is_file() or p.name == "network.json":
         return load_native_teacher(p, device)
-    raise AssetError(f"{p} is neither a diffusers folder (model_index.json) nor a network folder (network.json)",
-                     hint="give a local Stable Diffusion folder in diffusers layout, or the digits-t2i teacher")
+    raise AssetError(f"{p} is neither a diffusers folder (model_index.json) nor a network folder "
+                     "(network.json)",
+                     hint="give a local Stable Diffusion folder (diffusers layout) or the digits-t2i teacher")

@@ -49,8 +49,10 @@ def onestep_t2i_renderer(generator: torch.nn.Module, teacher: T2ITeacher, captio
 
 def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]:
     """Evenly spaced steps from the last one down ("trailing"): 999, ..., for `num_steps` steps."""
-    if isinstance(num_steps, bool) or not isinstance(num_steps, int) or not 1 <= num_steps <= num_train_timesteps:
-        raise ConfigError(f"DDIM steps must be a whole number from 1 to {num_train_timesteps}, got {num_steps!r}")
+    whole = isinstance(num_steps, int) and not isinstance(num_steps, bool)
+    if not whole or not 1 <= num_steps <= num_train_timesteps:
+        raise ConfigError(f"DDIM steps must be a whole number from 1 to {num_train_timesteps}, "
+                          f"got {num_steps!r}", hint="e.g. --num-steps 25")
     step = num_train_timesteps / num_steps
     return [int(round(num_train_timesteps - 1 - i * step)) for i in range(num_steps)]
 

@@ -27,6 +27,7 @@ COCO2014_SD15 = Suite(
     ref_stats=None,  # computed from val2014 by `sidbench refstats` under coco2014-fid30k-clean
     protocols=("coco2014-fid30k-clean", "clip-score-vitg14"),
     settings={
+        "text_to_image": True,  # prompts condition the teacher; the trainer loads it as a T2ITeacher
         "teacher": "stable-diffusion-v1-5",
         "teacher_format": "diffusers",  # UNet2DConditionModel + CLIP text encoder + VAE, given by path
         "captions_asset": "coco-captions",

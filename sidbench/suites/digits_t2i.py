@@ -65,10 +65,12 @@ TEACHER_TRAINING = {
 SUITE = Suite(
     name="digits-t2i",
     version="1.0.0",
-    description="scikit-learn digits 16x16 captioned by digit name; shipped text-conditional eps-UNet teacher",
+    description="scikit-learn digits 16x16 captioned by digit name; shipped text-conditional eps-UNet "
+                "teacher",
     dataset=DatasetIdentity(name="sklearn-digits", filename=None, num_images=1_797, resolution=16,
                             channels=1, label_dim=10),
-    teacher=TeacherSpec(asset=None, packaged="digits-t2i/teacher", heun_steps=0, preconditioner="EpsDenoiser"),
+    teacher=TeacherSpec(asset=None, packaged="digits-t2i/teacher", heun_steps=0,
+                        preconditioner="EpsDenoiser"),
     ref_stats="digits/ref-stats.npz",
     protocols=("digits-fd", "digits-t2i-alignment"),
     settings={

@@ -53,7 +53,8 @@ def eval_captions(suite: Any, count: int) -> list[str]:
     captions = read_captions(resolve_asset(str(source)))
     if len(captions) < count:
         raise ConfigError(f"{count:,} evaluation images but only {len(captions):,} captions",
-                          hint="caption i is rendered with seed i; evaluate at most as many images as captions")
+                          hint="caption i is rendered with seed i; evaluate at most as many images "
+                               "as captions")
     return list(captions[:count])
 
 
@@ -118,9 +119,10 @@ class Evaluator:
             from sidbench.nets.t2i_render import onestep_t2i_renderer
 
             if self.t2i is None:
-                raise ConfigError("a text-to-image evaluation needs the run's teacher (prompt encoder, decoder)")
-            return onestep_t2i_renderer(net, self.t2i, self.captions(), int(self.config.method_settings.t_init),
-                                        self.device)
+                raise ConfigError("a text-to-image evaluation needs the run's teacher "
+                                  "(prompt encoder, decoder)")
+            t_init = int(self.config.method_settings.t_init)
+            return onestep_t2i_renderer(net, self.t2i, self.captions(), t_init, self.device)
         if self.role == "generator":
             return onestep_renderer(net, sigma_init if sigma_init is not None else 2.5, self.device)
         from sidbench.nets.render import render_seeds
