@@ -362,6 +362,10 @@ def _t2i_network(network: PathLike | None, s: Any) -> tuple[Path, dict | None] |
     if network is None:
         if s is None or not s.settings.get("text_to_image"):
             return None
+        if s.teacher.preconditioner is None:
+            raise ConfigError(f"suite {s.name}'s teacher ({s.settings.get('teacher', 'external')}) is a "
+                              f"{s.settings.get('teacher_format', 'non-native')} folder given by path",
+                              hint="pass it with --network DIR, or a SiD-LSG generator with --network")
         network = resolve_suite(s, need=("teacher",), check=False).teacher
     if _is_path(network) and is_diffusers_folder(Path(network).expanduser()):
         return Path(network).expanduser(), None
@@ -446,6 +450,9 @@ def _t2i_teacher_path(teacher: PathLike | None, source: dict, defaults: Any, gen
         if defaults is None:
             raise ConfigError(f"{generator} records no teacher, and no suite is given",
                               hint="pass --teacher DIR (the teacher it was distilled from) or --suite NAME")
+        if defaults.teacher.preconditioner is None:
+            raise ConfigError(f"{generator} records no teacher, and suite {defaults.name}'s is given by path",
+                              hint="pass --teacher DIR (the teacher it was distilled from)")
         return resolve_suite(defaults, need=("teacher",), check=False).teacher
     if _is_path(teacher) and is_diffusers_folder(Path(teacher).expanduser()):
         return Path(teacher).expanduser()

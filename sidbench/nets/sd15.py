@@ -131,6 +131,13 @@ def _shape_problems(root: Path) -> list[str]:
     prediction = sched.get("prediction_type", "epsilon")
     if prediction != "epsilon":
         problems.append(f"the scheduler predicts {prediction!r}, not 'epsilon'")
+    # diffusers' DDPMScheduler clips x0 to [-1, 1] unless told not to (default True): SD's configs say
+    # false, and SiD-LSG's x0 (like ours) is unclipped, so a config that clips would change the teacher.
+    if sched.get("clip_sample", True) is not False:
+        problems.append(f"the scheduler clips x0 (clip_sample {sched.get('clip_sample', 'missing: true')}), "
+                        "SD's configs set it false")
+    if sched.get("thresholding", False):
+        problems.append("the scheduler applies dynamic thresholding to x0, SD's configs do not")
     steps = sched.get("num_train_timesteps", NUM_TRAIN_TIMESTEPS)
     if steps != NUM_TRAIN_TIMESTEPS:
         problems.append(f"the scheduler has {steps} training steps, not {NUM_TRAIN_TIMESTEPS}")

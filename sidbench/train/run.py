@@ -104,6 +104,10 @@ def _resolve(config: RunConfig, method: Any) -> dict[str, Any]:
                               ) from None
         plan["teacher"] = {"path": str(teacher), "sha256": _teacher_sha(suite, teacher), "loaded": needed}
     plan["teacher_path"] = str(teacher) if teacher is not None else None
+    if training.prompts is not None:  # read now, so a dry run names a bad caption list
+        from sidbench.data.captions import read_prompts
+
+        plan["prompts"] = read_prompts(training.prompts).describe()
     if training.init_generator is not None:
         folder = resolve_init_generator(training.init_generator)
         digest = read_network_record(folder)["weights_sha256"]
