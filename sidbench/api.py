@@ -31,7 +31,7 @@ __all__ = ["convert", "distill", "env", "evaluate", "generate", "leaderboard_add
 PathLike = str | os.PathLike
 LS_KINDS = ("methods", "suites", "metrics")
 ROLES = ("generator", "teacher", "network")
-SAMPLERS = ("heun", "onestep", "ddim")  # ddim: text-to-image teachers
+SAMPLERS = ("heun", "onestep")
 TRAINABLE_SUITES = ("digits", "toy2d", "digits-t2i")  # suites whose teacher `train_teacher` can train
 _EDM_HEUN = {"sigma_min": 0.002, "sigma_max": 80.0, "rho": 7.0}
 
@@ -233,7 +233,7 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
     Text-to-image (image s from caption s): a SiD-LSG generator (role "t2i-generator") takes one
     step at its recorded t_init, decoded by `teacher` (default: the one its network.json records,
     else the suite's); a teacher (an EpsDenoiser folder, or a diffusers folder given as `network`)
-    is sampled with DDIM ("ddim"), `num_steps` and classifier-free `guidance` defaulting to the
+    is sampled with DDIM (no `sampler`), `num_steps` and classifier-free `guidance` defaulting to the
     suite's teacher_sampler (else 50 and 7.5). `captions`: a captions file, one per line (default:
     the suite's evaluation captions; the suite is --suite, else the one network.json records).
     With no `network`, `teacher` is the network to sample (the old spelling of --network).
@@ -271,8 +271,7 @@ def generate(*, out: PathLike, network: PathLike | None = None, suite: str | Non
 
         return generate_t2i(plan, out, seed_list, batch_size=batch_size, device=dev, network_info=info,
                             progress=progress)
-    _refuse_t2i_options(network, s, teacher=teacher, captions=captions, guidance=guidance,
-                        sampler="ddim" if sampler == "ddim" else None)
+    _refuse_t2i_options(network, s, teacher=teacher, captions=captions, guidance=guidance)
     no_network = ConfigError("no network given", hint="give --network DIR (or a suite name such as digits) "
                                                       "or --suite NAME for the suite's teacher")
     path, record = _network_or_teacher(network, s, no_network)
@@ -510,9 +509,9 @@ def _t2i_plan(path: Path, record: dict | None, s: Any, teacher: PathLike | None,
         if teacher is not None:
             raise ConfigError(f"--teacher names a SiD-LSG generator's teacher; {path} is itself a teacher",
                               hint="drop --teacher (or give the generator with --network)")
-        if sampler not in (None, "ddim"):
+        if sampler is not None:
             raise ConfigError(f"{path} is a text-to-image teacher (DDIM), not sampled by --sampler {sampler}",
-                              hint="drop --sampler")
+                              hint="drop --sampler; --num-steps and --guidance set its DDIM sampler")
         teacher_path = path
         sampled = {**_SD_DDIM, **((defaults.settings.get("teacher_sampler") or {}) if defaults else {})}
         num_steps = int(sampled["num_steps"]) if num_steps is None else num_steps

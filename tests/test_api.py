@@ -72,11 +72,11 @@ def test_generate_is_the_api_function_next_to_the_generation_package():
 
 def test_api_choices_are_the_librarys():
     import sidbench.api as api
-    from sidbench.nets.native import ROLES
+    from sidbench.nets.native import CONVERTIBLE_ROLES
     from sidbench.nets.sampler import SAMPLERS
     from sidbench.train.teacher import _SOURCES
 
-    assert api.ROLES == ROLES and api.SAMPLERS == SAMPLERS
+    assert api.ROLES == CONVERTIBLE_ROLES and api.SAMPLERS == SAMPLERS
     assert sorted(api.TRAINABLE_SUITES) == sorted(_SOURCES)
 
 

@@ -96,8 +96,8 @@ def test_required_api_parameters_are_required_options():
 
 
 def test_old_spellings_still_parse_to_the_new_names():
-    args = PARSER.parse_args(["generate", "--generator", "digits", "--steps", "5", "--num", "3", "--batch", "2",
-                              "--class", "1", "--churn", "0.5", "--out", "x"])
+    args = PARSER.parse_args(["generate", "--generator", "digits", "--steps", "5", "--num", "3",
+                              "--batch", "2", "--class", "1", "--churn", "0.5", "--out", "x"])
     assert (args.network, args.num_steps, args.num_images, args.batch_size, args.class_idx, args.s_churn) == \
         ("digits", 5, 3, 2, 1, 0.5)
     # --teacher is now a text-to-image generator's teacher; alone, api.generate samples it as the network

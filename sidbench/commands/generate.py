@@ -41,8 +41,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="images per network batch (default 64)" + alias_note("--batch"))
     parser.add_argument("--sampler", choices=api.SAMPLERS, default=None,
                         help="heun: EDM's 2nd-order sampler (teachers); onestep: G(sigma_init * z), or a "
-                             "SiD-LSG generator at its t_init; ddim: text-to-image teachers (default: "
-                             "onestep for generators, ddim for text-to-image teachers, else heun)")
+                             "SiD-LSG generator at its t_init (default: onestep for generators, else heun; "
+                             "text-to-image teachers always use DDIM)")
     parser.add_argument("--num-steps", "--steps", type=int, default=None, metavar="N",
                         help="Heun steps, NFE = 2N-1 (default: the suite's, else EDM's 18 up to 32x32, "
                              "40 above); DDIM steps of a text-to-image teacher (default: the suite's "

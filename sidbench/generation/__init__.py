@@ -6,7 +6,9 @@ resumed: finished `{seed:06d}.png` files are kept (each re-checked by decoding),
 missing ones are made, and the result is byte-for-byte what an uninterrupted run
 writes. The modules, one idea each:
 
-- `run`: `generate` itself: checks, then the resume/extend logic;
+- `run`: `generate` itself: checks, then the resume/extend logic (`write_images`, shared by every
+  render function);
+- `t2i`: `generate_t2i`, text-to-image networks (SiD-LSG generators, DDIM teachers), caption s with seed s;
 - `multistep`: a multi-step student (ADD-style) sampled at N of its recorded noise levels;
 - `manifest`: `generate.json`, the network fingerprint and settings an output was made with;
 - `lock`: one writer per output (`OUT.lock`);
@@ -17,8 +19,10 @@ writes. The modules, one idea each:
 """
 
 from sidbench.generation.manifest import MANIFEST, network_fingerprint
-from sidbench.generation.run import generate
+from sidbench.generation.run import generate, write_images
 from sidbench.generation.summary import GenerateSummary
+from sidbench.generation.t2i import T2IPlan, generate_t2i
 from sidbench.nets.sampler import SAMPLERS
 
-__all__ = ["MANIFEST", "SAMPLERS", "GenerateSummary", "generate", "network_fingerprint"]
+__all__ = ["MANIFEST", "SAMPLERS", "GenerateSummary", "T2IPlan", "generate", "generate_t2i",
+           "network_fingerprint", "write_images"]

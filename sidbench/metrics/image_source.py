@@ -46,9 +46,12 @@ def center_crop_resize(size: int, resample: str = "lanczos") -> ImageTransform:
         raise ConfigError(f"unknown resample filter '{resample}'", hint=f"use one of {', '.join(filters)}")
 
     def transform(image: np.ndarray) -> np.ndarray:
+        if image.shape[0] == 1:  # COCO holds some grey JPEGs; GigaGAN reads every image as RGB
+            image = np.repeat(image, 3, axis=0)
         c, h, w = image.shape
         s = min(h, w)
-        top, left = (h - s) // 2, (w - s) // 2
+        # torchvision's center_crop (GigaGAN's) rounds the offset half to even, as round() does
+        top, left = round((h - s) / 2), round((w - s) / 2)
         crop = np.ascontiguousarray(image[:, top:top + s, left:left + s].transpose(1, 2, 0))
         pil = Image.fromarray(crop[:, :, 0] if c == 1 else crop)
         out = np.asarray(pil.resize((size, size), resample=filters[resample]))

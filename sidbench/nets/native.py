@@ -36,6 +36,7 @@ FORMAT_VERSION = 1  # role, sigma_init and notes are optional fields: files with
 JSON_NAME = "network.json"
 WEIGHTS_NAME = "network.safetensors"
 ROLES = ("generator", "t2i-generator", "teacher", "network")  # t2i-generator: SiD-LSG (t_init in source)
+CONVERTIBLE_ROLES = ("generator", "teacher", "network")  # what `convert` may record for an EDM network
 DEFAULT_SIGMA_INIT = 2.5  # SiD's and SiDA's generators: G(2.5 * z, 2.5)
 _SHOW = 5  # how many mismatched names an error lists per kind
 _MAX_HEADER = 100 << 20  # a safetensors header beyond this is not a network's

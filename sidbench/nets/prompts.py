@@ -41,7 +41,12 @@ class WordTokenizer:
     def from_spec(cls, spec: Mapping[str, Any]) -> WordTokenizer:
         if not isinstance(spec, Mapping) or spec.get("kind") != "words":
             raise ConfigError(f"unknown tokenizer spec {spec!r}", hint="expected {'kind': 'words', ...}")
-        return cls(spec["vocab"], int(spec["max_length"]))
+        missing = [k for k in ("vocab", "max_length") if k not in spec]
+        if missing or isinstance(spec["vocab"], str) or not isinstance(spec["vocab"], Sequence):
+            raise ConfigError(f"tokenizer spec {dict(spec)!r} needs 'vocab' (a list of words) and "
+                              "'max_length'",
+                              hint="e.g. {'kind': 'words', 'vocab': ['a', 'cat'], 'max_length': 10}")
+        return cls(spec["vocab"], spec["max_length"])
 
     def spec(self) -> dict[str, Any]:
         return {"kind": "words", "vocab": list(self.vocab), "max_length": self.max_length}
@@ -73,9 +78,10 @@ class PromptEncoder(torch.nn.Module):
     """Frozen text encoder + tokenizer: `encode(prompts) -> [b, L, D]`, `empty(b)` cached."""
 
     def __init__(self, text_encoder: torch.nn.Module, tokenize: Callable[[Sequence[str]], torch.Tensor],
-                 description: str = ""):
+                 description: str = "", freeze: bool = True):
         super().__init__()
-        self.text_encoder = text_encoder.eval().requires_grad_(False)
+        # freeze=False: a view of a text encoder that is still training (evaluating a teacher run)
+        self.text_encoder = text_encoder.eval().requires_grad_(False) if freeze else text_encoder
         self.tokenize = tokenize
         self.description = description
         self._empty: torch.Tensor | None = None

@@ -109,3 +109,18 @@ def load_t2i_teacher(path: str | os.PathLike, device: str | torch.device = "cpu"
     raise AssetError(f"{p} is neither a diffusers folder (model_index.json) nor a network folder "
                      "(network.json)",
                      hint="give a local Stable Diffusion folder (diffusers layout) or the digits-t2i teacher")
+
+
+def teacher_view(net: EpsDenoiser) -> T2ITeacher:
+    """A native EpsDenoiser that carries its text encoder (a teacher being trained) as a T2ITeacher,
+    without changing it: its text encoder is shared, not frozen, and the empty prompt is not cached
+    across calls (the encoder may change between evaluations)."""
+    spec = net.init_kwargs.get("tokenizer")
+    if net.text_encoder is None or spec is None:
+        raise AssetError("this EpsDenoiser carries no text encoder and tokenizer",
+                         hint="a native text-to-image teacher must include its text encoder")
+    encoder = PromptEncoder(net.text_encoder, WordTokenizer.from_spec(spec), "WordTokenizer + CLIPTextModel",
+                            freeze=False)
+    c, r = net.img_channels, net.img_resolution
+    return T2ITeacher(denoiser=net, prompts=encoder, decode=_identity, latent_shape=(c, r, r),
+                      info={"kind": "native", "class_name": "EpsDenoiser"})

@@ -72,10 +72,10 @@ class Evaluator:
             raise ConfigError(f"training.eval_kimg is set, but suite {self.suite.name} has no protocols",
                               hint="set training.eval.protocols, or training.eval_kimg=null")
         self.text_to_image = bool(self.suite.settings.get("text_to_image"))
-        if self.text_to_image and product_role != "t2i-generator":
-            raise ConfigError(f"suite {self.suite.name} is text-to-image: only a one-step text-to-image "
-                              f"generator is evaluated during training, not method {method.name}'s "
-                              f"{product_role}", hint="set training.eval_kimg=null")
+        if self.text_to_image and product_role not in ("t2i-generator", "teacher"):
+            raise ConfigError(f"suite {self.suite.name} is text-to-image: method {method.name}'s "
+                              f"{product_role} has no text-to-image sampler",
+                              hint="set training.eval_kimg=null")
         if product_role not in ("generator", "teacher", "t2i-generator"):
             raise ConfigError(f"method {method.name}'s product is a '{product_role}' network, which has no "
                               "sampler to evaluate", hint="set training.eval_kimg=null")
@@ -123,6 +123,13 @@ class Evaluator:
                                   "(prompt encoder, decoder)")
             t_init = int(self.config.method_settings.t_init)
             return onestep_t2i_renderer(net, self.t2i, self.captions(), t_init, self.device)
+        if self.text_to_image:  # a teacher being trained: DDIM with guidance, its own text encoder
+            from sidbench.nets.t2i import teacher_view
+            from sidbench.nets.t2i_render import ddim_t2i_renderer
+
+            sampler = self.suite.settings.get("teacher_sampler") or {}
+            return ddim_t2i_renderer(teacher_view(net), self.captions(), int(sampler.get("num_steps", 25)),
+                                     float(sampler.get("guidance", 1.0)), self.device)
         if self.role == "generator":
             return onestep_renderer(net, sigma_init if sigma_init is not None else 2.5, self.device)
         from sidbench.nets.render import render_seeds
@@ -152,6 +159,14 @@ class Evaluator:
         was_training = net.training
         net.eval()
         info = {"generator": f"step {step}", "sigma_init": sigma_init, "role": self.role}
+        if self.text_to_image:  # caption i with seed i: which list, and the generator's t_init
+            from sidbench.fileio import sha256_bytes
+
+            captions = self.captions()
+            info = {"generator": f"step {step}", "role": self.role,
+                    "t_init": getattr(self.config.method_settings, "t_init", None),
+                    "captions_count": len(captions),
+                    "captions_sha256": sha256_bytes("".join(f"{c}\n" for c in captions).encode())}
         source = GeneratorImageSource(self._render(net, sigma_init), range(self.num_images), info)
         try:
             with torch.no_grad():
@@ -166,8 +181,7 @@ class Evaluator:
             networks = {**networks, "reference_stats_sha256": sha256_file(self.ref_stats)}
         return result_record(
             suite={"name": self.suite.name, "version": self.suite.version},
-            method={"name": self.method.name, "version": self.method.version, "nfe": 1 if self.role in
-                    ("generator", "t2i-generator") else 2 * self.suite.teacher.heun_steps - 1,
+            method={"name": self.method.name, "version": self.method.version, "nfe": self._nfe(),
                     "label": self.config.name, "config_hash": self.config.config_hash(),
                     "role": "teacher" if self.role == "teacher" else "generator"},
             metrics=result["metrics"], networks=networks,
@@ -176,6 +190,15 @@ class Evaluator:
             cost={**cost, "evaluate_seconds": round(seconds, 2)},
             extra={"step": step, "kimg": kimg, "config_hash": self.config.config_hash(),
                    "images": result["images"], "run": self.config.name})
+
+    def _nfe(self) -> int:
+        if self.role in ("generator", "t2i-generator"):
+            return 1
+        if self.text_to_image:
+            sampler = self.suite.settings.get("teacher_sampler") or {}
+            guided = float(sampler.get("guidance", 1.0)) != 1.0
+            return int(sampler.get("num_steps", 25)) * (2 if guided else 1)
+        return 2 * self.suite.teacher.heun_steps - 1
 
     def close(self) -> None:
         if self.ref_images is not None and hasattr(self.ref_images, "close"):

@@ -108,6 +108,15 @@ def _resolve(config: RunConfig, method: Any) -> dict[str, Any]:
         from sidbench.data.captions import read_prompts
 
         plan["prompts"] = read_prompts(training.prompts).describe()
+    if needed and suite.settings.get("text_to_image"):  # what the real run would stop at, said now
+        from sidbench.nets.eps_unet import import_diffusers, import_transformers
+        from sidbench.train.conditioning import open_prompts
+
+        import_diffusers()
+        import_transformers()
+        if training.prompts is None and open_prompts(suite, None)[0] is None:
+            raise ConfigError(f"suite {suite.name} has no built-in training prompts",
+                              hint="set training.prompts to a caption list (.txt, .json or COCO annotations)")
     if training.init_generator is not None:
         folder = resolve_init_generator(training.init_generator)
         digest = read_network_record(folder)["weights_sha256"]
@@ -123,7 +132,7 @@ def _teacher_sha(suite: Any, teacher: Path) -> str | None:
         from sidbench.nets.sd15 import check_sd15_folder
         from sidbench.nets.t2i import is_diffusers_folder
 
-        if is_diffusers_folder(teacher):
+        if is_diffusers_folder(teacher) or suite.settings.get("teacher_format") == "diffusers":
             check_sd15_folder(teacher)
             return None
     return read_network_record(teacher)["weights_sha256"]
@@ -191,7 +200,7 @@ class _Run:
 
         needed = teacher_needed(self.config, self.method)
         found = plan.get("teacher_path")
-        native = found and not self.suite.settings.get("text_to_image")  # T2I teachers give their own
+        native = found and (Path(found) / "network.json").is_file()  # not a diffusers folder
         arch = read_network_config(found) if native and self.training.architecture is None else None
         return build_networks(self.config, self.method, self.device, found if needed else None, arch)
 

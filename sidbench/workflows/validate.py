@@ -45,6 +45,7 @@ from sidbench.errors import SidbenchError
 from sidbench.registry import METHODS
 
 SUITE = "digits"
+T2I_SUITE = "digits-t2i"  # where text-to-image methods (SiD-LSG, the ddpm-t2i teacher trainer) are checked
 BATCH = 16
 LR = 1e-4
 EMA_HALFLIFE_KIMG = 0.5
@@ -93,6 +94,12 @@ def checkpoint_every(steps: int) -> int:
     return max(1, steps // 5)
 
 
+def validation_suite(method: Any) -> str:
+    """digits for image methods; digits-t2i for methods whose product is a text-to-image network."""
+    text = method.product_role == "t2i-generator" or method.name == "ddpm-t2i"
+    return T2I_SUITE if text else SUITE
+
+
 def validation_recipe(method_name: str, steps: int, batch: int = BATCH,
                       evaluate: bool = True) -> dict[str, Any]:
     """The digits recipe validate runs: the method's default settings and a small training block.
@@ -111,7 +118,7 @@ def validation_recipe(method_name: str, steps: int, batch: int = BATCH,
                                    "ema_halflife_kimg": EMA_HALFLIFE_KIMG, "ema_rampup": 0.05}
     return {
         "name": f"validate-{method.name}",
-        "suite": SUITE,
+        "suite": validation_suite(method),
         "method": method.name,
         "method_settings": {},
         "training": {
@@ -369,6 +376,39 @@ def _kill_and_resume(method: Any, recipe: Path, config: Any, outdir: Path, after
             f"step {until_step}: {same}")
 
 
+def _t2i_loads(path: Path, record: dict[str, Any], record_fd: float | None) -> str:
+    """A text-to-image generator: rendered with its teacher's prompts and decoder, caption i with seed i."""
+    from sidbench.metrics.evaluate import evaluate
+    from sidbench.metrics.image_source import GeneratorImageSource
+    from sidbench.nets.native import load_network
+    from sidbench.nets.t2i import load_t2i_teacher
+    from sidbench.nets.t2i_render import onestep_t2i_renderer
+    from sidbench.suites import get_suite
+    from sidbench.suites.resolve import resolve_suite
+    from sidbench.train.evaluation import eval_captions
+
+    suite = get_suite(T2I_SUITE)
+    source = record.get("source") or {}
+    teacher_path = source.get("teacher_path") or resolve_suite(suite, need=("teacher",)).teacher
+    teacher = load_t2i_teacher(teacher_path)
+    net = load_network(path)
+    t_init = int(source["t_init"])
+    captions = eval_captions(suite, FD_IMAGES)
+    render = onestep_t2i_renderer(net, teacher, captions, t_init, "cpu")
+    if tuple(render(list(range(8))).shape[1:]) != (suite.channels, suite.resolution, suite.resolution):
+        raise _Failed("the generator renders images of another shape than the suite's")
+    ref = resolve_suite(suite, need=("ref",)).ref_stats
+    images = GeneratorImageSource(render, list(range(FD_IMAGES)), {"generator": str(path)})
+    result = evaluate(images, ref=str(ref), metrics=["fid"], protocols=[FD_PROTOCOL], batch_size=250,
+                      captions=captions)
+    fd = float(result["metrics"]["fid"]["value"])
+    if record_fd is not None and not math.isclose(fd, record_fd, rel_tol=1e-4, abs_tol=1e-6):
+        raise _Failed(f"eval --generator scores FD {fd:.4g}, the run's own evaluation {record_fd:.4g}: the "
+                      "exported product is not the network the run evaluated")
+    return f"role t2i-generator, t_init {t_init}: renders with its teacher's prompt encoder; FD {fd:.4g} " \
+           "(equal to the run's own)"
+
+
 def _loads(product: Path, record_fd: float | None) -> str:
     """Load the product as `generate` / `eval --generator` do; render; score FD as `eval --generator`."""
     from sidbench.generation import generate
@@ -378,10 +418,15 @@ def _loads(product: Path, record_fd: float | None) -> str:
     from sidbench.suites import get_suite
     from sidbench.suites.resolve import check_teacher, resolve_network, resolve_suite
 
-    suite = get_suite(SUITE)
     path = resolve_network(product)
     record = read_network_record(path)
+    if record.get("role") == "t2i-generator":
+        return _t2i_loads(path, record, record_fd)
+    suite = get_suite(T2I_SUITE if record.get("class_name") == "EpsDenoiser" else SUITE)
     check_teacher(suite, record, where=f"product {path}")
+    if suite.name == T2I_SUITE:
+        return "role teacher: a text-to-image teacher that loads as a network; sample it with DDIM " \
+               "(sidbench generate)"
     net = load_network(path)
     role = record.get("role")
     with tempfile.TemporaryDirectory(prefix="sidbench-validate-") as tmp:

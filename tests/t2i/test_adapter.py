@@ -7,6 +7,9 @@ tiny SD folder's components loaded again by diffusers / transformers themselves.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import pytest
 import torch
 
@@ -92,14 +95,20 @@ def text(teacher):
     return teacher.prompts.encode(["a cat", "cat", "a a", "z"]), teacher.prompts.empty(1)
 
 
-def _count_calls(module: torch.nn.Module) -> list[int]:
-    calls = [0]
+@contextlib.contextmanager
+def _count_calls(module: torch.nn.Module) -> Iterator[list[int]]:
+    """[calls, batch size of the last call] of `module` while inside, counted by a forward hook."""
+    calls = [0, 0]
 
-    def hook(*_):
+    def hook(_, args, __):
         calls[0] += 1
+        calls[1] = int(args[0].shape[0])
 
-    module.register_forward_hook(hook)
-    return calls
+    handle = module.register_forward_hook(hook)
+    try:
+        yield calls
+    finally:
+        handle.remove()
 
 
 def _x_t(seed: int = 4) -> torch.Tensor:
@@ -125,10 +134,10 @@ def test_eps_and_x0_are_the_unet_and_the_formula(teacher, text):
 def test_guidance_at_one_is_the_conditional_call_alone(teacher, text):
     net, (cond, uncond) = teacher.denoiser, text
     x_t, t = _x_t(), torch.full((4,), 625)
-    calls = _count_calls(net.model)
     with torch.no_grad():
-        got = net.guided_eps(x_t, t, cond, uncond, 1.0)
-        assert calls[0] == 1
+        with _count_calls(net.model) as calls:
+            got = net.guided_eps(x_t, t, cond, uncond, 1.0)
+        assert calls == [1, 4]  # one call, on the conditional batch only
         assert torch.equal(got, net.model(x_t, t, encoder_hidden_states=cond).sample)
         assert torch.equal(net.guided_eps(x_t, t, cond, None, 1), got)  # no empty prompt needed
 
@@ -137,10 +146,10 @@ def test_guidance_at_one_is_the_conditional_call_alone(teacher, text):
 def test_guidance_is_eps_u_plus_kappa_times_the_difference(teacher, text, kappa):
     net, (cond, uncond) = teacher.denoiser, text
     x_t, t = _x_t(5), torch.tensor([20, 400, 625, 979])
-    calls = _count_calls(net.model)
     with torch.no_grad():
-        got = net.guided_eps(x_t, t, cond, uncond, kappa)
-        assert calls[0] == 1  # one UNet call on [uncond; cond]
+        with _count_calls(net.model) as calls:
+            got = net.guided_eps(x_t, t, cond, uncond, kappa)
+        assert calls == [1, 8]  # one UNet call on [uncond; cond]
         got_full = net.guided_eps(x_t, t, cond, uncond.expand_as(cond), kappa)  # a per-sample uncond
         eps_c = net.model(x_t, t, encoder_hidden_states=cond).sample
         eps_u = net.model(x_t, t, encoder_hidden_states=uncond.expand_as(cond)).sample
@@ -204,18 +213,18 @@ def test_loaded_teacher_is_frozen_and_wired(tiny_sd15, teacher):
 def test_prompts_are_encoded_in_one_call_and_the_empty_prompt_once(tiny_sd15):
     teacher = load_t2i_teacher(tiny_sd15)  # a fresh encoder: its counter and cache start empty
     enc = teacher.prompts
-    calls = _count_calls(enc.text_encoder)
     prompts = ["a cat", "cat", "", "a very long prompt that is truncated"]
-    got = enc.encode(prompts)
-    assert calls[0] == 1 and enc.calls == 1 and got.shape == (4, 8, 16) and got.dtype == torch.float32
+    with _count_calls(enc.text_encoder) as calls:
+        got = enc.encode(prompts)
+        first = enc.empty(3)
+        second = enc.empty(5)
+    assert calls == [2, 1] and enc.calls == 2  # the batch in one call; "" encoded once, then reused
     tok = transformers.CLIPTokenizer.from_pretrained(tiny_sd15, subfolder="tokenizer")
     te = transformers.CLIPTextModel.from_pretrained(tiny_sd15, subfolder="text_encoder").eval()
     ids = tok(prompts, padding="max_length", max_length=8, truncation=True, return_tensors="pt").input_ids
     with torch.no_grad():
         assert torch.equal(got, te(ids).last_hidden_state)
-    first = enc.empty(3)
-    second = enc.empty(5)
-    assert enc.calls == 2 and calls[0] == 2  # "" encoded once, then reused
+    assert got.shape == (4, 8, 16) and got.dtype == torch.float32
     assert first.shape == (3, 8, 16) and second.shape == (5, 8, 16)
     assert torch.equal(first[0], got[2]) and torch.equal(second[4], got[2])
     with pytest.raises(ConfigError, match="list of prompts"):
@@ -293,3 +302,18 @@ def test_native_teacher_with_its_own_text_encoder(tmp_path):
         assert torch.equal(teacher.prompts.encode(["a cat", "dog"]), net.text_encoder(ids)[0])
     x = torch.randn(2, 1, 8, 8, generator=_gen(10))
     assert torch.equal(teacher.decode(x), x)
+
+
+@pytest.mark.parametrize("spec,message", [
+    ({"kind": "bpe"}, "unknown tokenizer spec"),
+    ({"kind": "words", "max_length": 6}, "needs 'vocab'"),
+    ({"kind": "words", "vocab": "a cat"}, "needs 'vocab'"),
+    ({"kind": "words", "vocab": ["a", "a"], "max_length": 6}, "distinct lower-case"),
+    ({"kind": "words", "vocab": ["a"], "max_length": 2}, "max_length must be a whole number >= 3"),
+])
+def test_bad_tokenizer_specs_are_one_line_config_errors(spec, message):
+    from sidbench.nets.prompts import WordTokenizer
+
+    with pytest.raises(ConfigError, match=message) as info:
+        WordTokenizer.from_spec(spec)
+    assert "\n" not in str(info.value)

@@ -149,8 +149,6 @@ def test_cli_incomplete_teacher_folder(tmp_path, capsys, prompts, incomplete, dr
     assert "never unpickles .bin files" in line
 
 
-@pytest.mark.xfail(strict=True, reason="run.py _teacher_sha reads a diffusers-format suite's teacher as a "
-                   "native folder when model_index.json is absent, so the error asks for network.json")
 def test_cli_sd_folder_without_model_index(tmp_path, capsys, prompts, tiny_sd15):
     root = Path(shutil.copytree(tiny_sd15, tmp_path / "sd15"))
     (root / "model_index.json").unlink()
@@ -166,8 +164,6 @@ def test_cli_missing_extra(tmp_path, capsys, prompts, tiny_sd15, no_extra):
 
 
 @pytest.mark.parametrize("case", ["no prompts", "missing extra"])
-@pytest.mark.xfail(strict=True, reason="run.py _resolve checks neither that a t2i run has prompts nor the "
-                   "t2i extra, so a dry run says 'every asset checked' and the run then fails at once")
 def test_cli_dry_run_checks_what_the_run_needs(tmp_path, capsys, tiny_sd15, monkeypatch, case):
     (tmp_path / "p.txt").write_text("a cat\n")
     if case == "missing extra":
