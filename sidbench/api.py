@@ -792,24 +792,38 @@ def _evaluate_t2i_generator(path: Path, record: dict | None, s: Any, seeds: Any,
                            **common)
 
 
-def refstats(dataset: PathLike | None = None, *, out: PathLike, suite: str | None = None,
+def refstats(dataset: PathLike | None = None, *, out: PathLike | None = None, suite: str | None = None,
              protocol: str | None = None, max_images: int | None = None,
              inception_weights: PathLike | None = None, weights: PathLike | None = None, batch_size: int = 64,
-             device: str = "cpu") -> dict[str, Any]:
+             device: str = "cpu", force: bool = False) -> dict[str, Any]:
     """Reference statistics (mu, sigma) of `dataset` for a FID protocol's extractor, written to `out` (.npz).
 
     suite: the dataset defaults to the suite's (identity-checked) and the protocol to the
-    suite's FID protocol; without one the protocol is edm-fid50k. Returns the stored metadata.
+    suite's FID protocol; without one the protocol is edm-fid50k. Returns the stored metadata
+    and the `path` written. out is required, except under a suite whose statistics nobody
+    publishes (COCO-2014, `settings["ref_stats_cache"]`): they then go once into
+    `$SIDBENCH_CACHE` with a sha256 sidecar (`sidbench.suites.ref_cache`; also returned as
+    `sha256`), where runs of the suite find them; `force` replaces an existing cached file.
     """
     from sidbench.metrics.protocols import get_protocol
+    from sidbench.suites.ref_cache import cache_name
 
-    out = check_output_path(out, kind="file", option="--out")
-    if out.suffix != ".npz":
-        raise ConfigError(f"--out {out} must end with .npz", hint="`eval --ref` recognises statistics by it")
+    s = _suite(suite)
+    cached = cache_name(s)
+    if out is None and cached is None:
+        raise ConfigError("--out is required" + (f": suite {s.name} has no cached reference statistics"
+                                                 if s is not None else ""),
+                          hint="give the .npz to write, e.g. --out stats.npz")
+    if out is not None:
+        out = check_output_path(out, kind="file", option="--out")
+        if out.suffix != ".npz":
+            raise ConfigError(f"--out {out} must end with .npz",
+                              hint="`eval --ref` recognises statistics by it")
+    if not isinstance(force, bool):
+        raise ConfigError(f"--force must be true or false, not {force!r}")
     _check_int("max_images", max_images, 1)
     _check_int("batch_size", batch_size, 1, hint="e.g. --batch-size 64")
     dev = _device(device)
-    s = _suite(suite)
     if protocol is None:
         suite_fid = [n for n in (s.protocols if s is not None else ()) if get_protocol(n).metric == "fid"]
         protocol = suite_fid[0] if suite_fid else "edm-fid50k"
@@ -817,6 +831,17 @@ def refstats(dataset: PathLike | None = None, *, out: PathLike, suite: str | Non
     if p.metric != "fid":
         raise ConfigError(f"protocol {p.name} is a {p.metric} protocol; refstats makes FID statistics",
                           hint="use e.g. --protocol edm-fid50k, coco2014-fid30k-clean or digits-fd")
+    if weights is None and p.extractor == "inception-v3-compat":
+        weights = inception_weights
+    if cached is not None:  # an image folder of any sizes (val2014), every image counted
+        from sidbench.suites.ref_cache import check_cache_request, compute_suite_reference
+        from sidbench.suites.resolve import resolve_suite
+
+        if out is None:  # e.g. an existing cached file: refused before the dataset is looked for
+            check_cache_request(s, p.name, max_images, force)
+        folder = resolve_suite(s, dataset=dataset, need=("dataset",), check=False).dataset
+        return compute_suite_reference(s, folder, p.name, out=out, force=force, max_images=max_images,
+                                       weights_path=weights, batch_size=batch_size, device=dev)
     if s is not None:
         from sidbench.suites.resolve import check_suite_dataset, resolve_suite
 
@@ -826,12 +851,11 @@ def refstats(dataset: PathLike | None = None, *, out: PathLike, suite: str | Non
                           hint="give DATASET (EDM zip/folder, image folder, CIFAR tarball) or --suite NAME")
     else:
         data = dataset
-    if weights is None and p.extractor == "inception-v3-compat":
-        weights = inception_weights
     from sidbench.metrics.evaluate import compute_reference
 
-    return compute_reference(data, out, p.name, weights_path=weights, max_images=max_images,
+    meta = compute_reference(data, out, p.name, weights_path=weights, max_images=max_images,
                              batch_size=batch_size, device=dev)
+    return {**meta, "path": str(out)}
 
 
 def train_teacher(*, suite: str, out: PathLike, kimg: float | None = None, batch_size: int | None = None,

@@ -72,7 +72,7 @@ class EpsDenoiser(Precond):
     def __init__(self, img_resolution: int, img_channels: int, unet: Mapping[str, Any],
                  schedule: Mapping[str, Any] | None = None, label_dim: int = 0, use_fp16: bool = False,
                  text_encoder: Mapping[str, Any] | None = None, tokenizer: Mapping[str, Any] | None = None,
-                 _module: Any = None):
+                 dropout: float | None = None, _module: Any = None):
         torch.nn.Module.__init__(self)
         if label_dim:
             raise ConfigError("EpsDenoiser is text-conditional; label_dim must be 0",
@@ -81,6 +81,8 @@ class EpsDenoiser(Precond):
             raise ConfigError("EpsDenoiser needs init_kwargs['unet']",
                               hint="give a diffusers UNet2DConditionModel config (unet/config.json)")
         schedule = ddpm.check_schedule(schedule or ddpm.SD15_SCHEDULE)
+        if dropout is not None:  # a recipe's per-network dropout: the UNet's own `dropout` setting
+            unet = {**dict(unet), "dropout": float(dropout)}
         self.img_resolution, self.img_channels = int(img_resolution), int(img_channels)
         self.label_dim, self.use_fp16, self.model_type = 0, bool(use_fp16), "UNet2DConditionModel"
         if _module is None:

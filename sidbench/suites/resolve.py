@@ -11,6 +11,9 @@ Where files are looked for: an explicit path always wins; otherwise packaged fil
 (`sidbench/suites/assets/`) and `$SIDBENCH_CACHE` by published file name (see
 `sidbench.assets`). A teacher published as an EDM pickle is looked for as the folder
 `sidbench convert` writes from it: `$SIDBENCH_CACHE/<pickle name without .pkl>/`.
+Statistics that nobody publishes (COCO-2014's) are computed once by `sidbench refstats
+DIR --suite NAME` into `$SIDBENCH_CACHE/<settings["ref_stats_cache"]>` with a sha256 sidecar
+(`sidbench.suites.ref_cache`), and re-hashed against it whenever they are found.
 Nothing is downloaded; a missing file is an AssetError that says what to put where.
 """
 
@@ -30,6 +33,7 @@ from sidbench.packaged import packaged_path
 from sidbench.registry import SUITES, suggest
 from sidbench.suites.base import Suite, get_suite
 from sidbench.suites.dataset_check import check_dataset
+from sidbench.suites.ref_cache import cache_name, cached_path, compute_command, is_cached_file, verify_cached
 
 NEEDS = ("teacher", "ref", "dataset")
 _NEED_ALIASES = {"ref_stats": "ref"}  # the SuiteAssets field name
@@ -313,6 +317,8 @@ def check_reference(suite: Suite | str, path: str | os.PathLike) -> Any:
     if s.ref_stats in ASSETS:
         asset = ASSETS[s.ref_stats]
         resolve_asset(s.ref_stats, p, verify=bool(asset.sha256 or asset.sha256_prefix))  # missing / pin
+    if is_cached_file(s, p):
+        verify_cached(s, p)  # computed once by `sidbench refstats`: the bytes its sidecar records
     protocols = _fid_protocols(s)
     if not protocols:
         raise ConfigError(f"suite {s.name} has no FID protocol, so no reference statistics file applies",
@@ -351,6 +357,9 @@ def _ref_hint(suite: Suite) -> str:
         return f"use {asset.filename} from {asset.url}"
     if suite.ref_stats is not None:
         return f"use the shipped {packaged_path(suite.ref_stats, must_exist=False)}"
+    if cache_name(suite) is not None:
+        return f"compute them once with `{compute_command(suite)}` (writes {cached_path(suite)} and its " \
+               "sha256)"
     protocol = _fid_protocols(suite)[0].name
     return f"compute it with `sidbench refstats DATASET --protocol {protocol} --out STATS.npz`"
 
@@ -369,6 +378,16 @@ def _locate_ref(suite: Suite, path: str | os.PathLike | None, required: bool) ->
         return None
     if suite.ref_stats is not None:
         return packaged_path(suite.ref_stats)
+    if cache_name(suite) is not None:  # computed once by `sidbench refstats`, cached with its sha256
+        cached = cached_path(suite)
+        if not cached.is_file():
+            if required:
+                raise AssetError(f"suite {suite.name}'s reference statistics are computed from its dataset, "
+                                 f"not published: {cached} not found", hint=_ref_hint(suite))
+            return None
+        if required:
+            verify_cached(suite, cached)
+        return cached
     if required:
         if not _fid_protocols(suite):
             why = "its reference is exact" if suite.settings.get("exact_reference") else "no FID protocol"
