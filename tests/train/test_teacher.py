@@ -65,7 +65,7 @@ def _weights(path):
     return load_file(str(path / "network.safetensors"))
 
 
-@pytest.mark.parametrize("suite,kimg", [("toy2d", 2), ("digits", 0.064)])
+@pytest.mark.parametrize("suite,kimg", [("toy2d", 2), ("digits", 0.064), ("digits-t2i", 0.064)])
 def test_same_seed_gives_identical_weights(tmp_path, suite, kimg):
     a, b, c = (tmp_path / n for n in "abc")
     train_teacher(suite, a, kimg=kimg, seed=5, progress=False)
