@@ -115,9 +115,10 @@ def test_an_unknown_set_key_is_a_bad_argument_not_a_failed_check(capsys):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["sida", "dmd", "dmd2", "diff-instruct", "add"])
+@pytest.mark.parametrize("name", ["sida", "dmd", "dmd2", "diff-instruct", "add", "sid-lsg", "ddpm-t2i"])
 def test_every_shipped_method_passes_every_check(name, tmp_path):
-    """Each shipped method (the baselines through their entry points) passes the author's checklist."""
+    """Each shipped method (the baselines through their entry points; the text-to-image ones on digits-t2i)
+    passes the author's checklist."""
     import sidbench
 
     overrides: tuple[str, ...] = ()

@@ -358,8 +358,9 @@ def _ref_hint(suite: Suite) -> str:
     if suite.ref_stats is not None:
         return f"use the shipped {packaged_path(suite.ref_stats, must_exist=False)}"
     if cache_name(suite) is not None:
-        return f"compute them once with `{compute_command(suite)}` (writes {cached_path(suite)} and its " \
-               "sha256)"
+        target = cached_path(suite)  # a file that is there but wrong is replaced with --force
+        command = compute_command(suite, force=target.is_file())
+        return f"compute them once with `{command}` (writes {target} and its sha256)"
     protocol = _fid_protocols(suite)[0].name
     return f"compute it with `sidbench refstats DATASET --protocol {protocol} --out STATS.npz`"
 

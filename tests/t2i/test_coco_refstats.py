@@ -133,6 +133,14 @@ def test_computed_once_into_the_cache_with_its_sha256_and_found_by_both_suites(v
     for name in (SD15, SD21):  # one val2014 reference serves both teachers
         assert resolve_suite(name, need=("ref",)).ref_stats == path
         assert check_reference(name, path).num_images == len(IMAGES)
+    # the suite's other checks still hold for a file whose sidecar matches: a subset is not the reference
+    from sidbench.suites.ref_cache import write_digest
+
+    save_reference(path, {"mu": ref.mu, "sigma": ref.sigma, "num_images": len(IMAGES) - 1}, ref.meta)
+    write_digest(path)
+    with pytest.raises(AssetError, match=f"{len(IMAGES) - 1} images") as err:
+        resolve_suite(SD15, need=("ref",))
+    assert f"--suite {SD15} --force" in str(err.value)
 
 
 def test_a_second_compute_is_refused_before_any_work_unless_forced(val2014, extractor, monkeypatch):

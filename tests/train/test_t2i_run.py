@@ -89,9 +89,9 @@ def test_the_product_records_how_to_sample_it(uninterrupted):
 
 
 def test_evaluation_records_captions_fd_and_alignment(tmp_path):
-    r = train(load_recipe(_recipe(duration_kimg=0.004, eval_kimg=0.004,
-                                  eval={"protocols": ["digits-fd", "digits-t2i-alignment"], "num_images": 20})),
-              tmp_path / "run", progress=False)
+    evaluation = {"protocols": ["digits-fd", "digits-t2i-alignment"], "num_images": 20}
+    r = train(load_recipe(_recipe(duration_kimg=0.004, eval_kimg=0.004, eval=evaluation)), tmp_path / "run",
+              progress=False)
     rows = [json.loads(line) for line in (r.outdir / "metrics.jsonl").read_text().splitlines()]
     assert [row["step"] for row in rows] == [0, 1]
     last = rows[-1]
