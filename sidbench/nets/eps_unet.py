@@ -33,23 +33,23 @@ from sidbench.nets.precond import PRECONDITIONERS, Precond
 T2I_INSTALL_HINT = 'install the text-to-image extra: pip install -e ".[t2i]"'
 
 
-def import_diffusers() -> Any:
-    """diffusers, or one ConfigError saying how to install it."""
+def _import_extra(name: str) -> Any:
+    """A module of the `t2i` extra, or one ConfigError saying how to install it."""
+    import importlib
+
     try:
-        import diffusers
+        return importlib.import_module(name)
     except ImportError as exc:
-        raise ConfigError(f"text-to-image networks need diffusers ({exc.name or exc} is missing)",
+        raise ConfigError(f"text-to-image networks need {name} ({exc.name or exc} is missing)",
                           hint=T2I_INSTALL_HINT) from None
-    return diffusers
+
+
+def import_diffusers() -> Any:
+    return _import_extra("diffusers")
 
 
 def import_transformers() -> Any:
-    try:
-        import transformers
-    except ImportError as exc:
-        raise ConfigError(f"text-to-image networks need transformers ({exc.name or exc} is missing)",
-                          hint=T2I_INSTALL_HINT) from None
-    return transformers
+    return _import_extra("transformers")
 
 
 def unet_config_of(unet: Any) -> dict[str, Any]:

@@ -376,10 +376,26 @@ def _kill_and_resume(method: Any, recipe: Path, config: Any, outdir: Path, after
             f"step {until_step}: {same}")
 
 
-def _t2i_loads(path: Path, record: dict[str, Any], record_fd: float | None) -> str:
-    """A text-to-image generator: rendered with its teacher's prompts and decoder, caption i with seed i."""
+def _generator_fd(suite: Any, render: Any, path: Path, record_fd: float | None,
+                  captions: Sequence[str] | None = None) -> float:
+    """FD of FD_IMAGES rendered images as `eval --generator` scores it; it must equal the run's own."""
     from sidbench.metrics.evaluate import evaluate
     from sidbench.metrics.image_source import GeneratorImageSource
+    from sidbench.suites.resolve import resolve_suite
+
+    ref = resolve_suite(suite, need=("ref",)).ref_stats
+    images = GeneratorImageSource(render, list(range(FD_IMAGES)), {"generator": str(path)})
+    result = evaluate(images, ref=str(ref), metrics=["fid"], protocols=[FD_PROTOCOL], batch_size=250,
+                      captions=captions)
+    fd = float(result["metrics"]["fid"]["value"])
+    if record_fd is not None and not math.isclose(fd, record_fd, rel_tol=1e-4, abs_tol=1e-6):
+        raise _Failed(f"eval --generator scores FD {fd:.4g}, the run's own evaluation {record_fd:.4g}: the "
+                      "exported product is not the network the run evaluated")
+    return fd
+
+
+def _t2i_loads(path: Path, record: dict[str, Any], record_fd: float | None) -> str:
+    """A text-to-image generator: rendered with its teacher's prompts and decoder, caption i with seed i."""
     from sidbench.nets.native import load_network
     from sidbench.nets.t2i import load_t2i_teacher
     from sidbench.nets.t2i_render import onestep_t2i_renderer
@@ -397,14 +413,7 @@ def _t2i_loads(path: Path, record: dict[str, Any], record_fd: float | None) -> s
     render = onestep_t2i_renderer(net, teacher, captions, t_init, "cpu")
     if tuple(render(list(range(8))).shape[1:]) != (suite.channels, suite.resolution, suite.resolution):
         raise _Failed("the generator renders images of another shape than the suite's")
-    ref = resolve_suite(suite, need=("ref",)).ref_stats
-    images = GeneratorImageSource(render, list(range(FD_IMAGES)), {"generator": str(path)})
-    result = evaluate(images, ref=str(ref), metrics=["fid"], protocols=[FD_PROTOCOL], batch_size=250,
-                      captions=captions)
-    fd = float(result["metrics"]["fid"]["value"])
-    if record_fd is not None and not math.isclose(fd, record_fd, rel_tol=1e-4, abs_tol=1e-6):
-        raise _Failed(f"eval --generator scores FD {fd:.4g}, the run's own evaluation {record_fd:.4g}: the "
-                      "exported product is not the network the run evaluated")
+    fd = _generator_fd(suite, render, path, record_fd, captions)
     return f"role t2i-generator, t_init {t_init}: renders with its teacher's prompt encoder; FD {fd:.4g} " \
            "(equal to the run's own)"
 
@@ -412,11 +421,10 @@ def _t2i_loads(path: Path, record: dict[str, Any], record_fd: float | None) -> s
 def _loads(product: Path, record_fd: float | None) -> str:
     """Load the product as `generate` / `eval --generator` do; render; score FD as `eval --generator`."""
     from sidbench.generation import generate
-    from sidbench.metrics.evaluate import evaluate
-    from sidbench.metrics.image_source import GeneratorImageSource, onestep_renderer
+    from sidbench.metrics.image_source import onestep_renderer
     from sidbench.nets.native import DEFAULT_SIGMA_INIT, load_network, read_network_record
     from sidbench.suites import get_suite
-    from sidbench.suites.resolve import check_teacher, resolve_network, resolve_suite
+    from sidbench.suites.resolve import check_teacher, resolve_network
 
     path = resolve_network(product)
     record = read_network_record(path)
@@ -443,14 +451,7 @@ def _loads(product: Path, record_fd: float | None) -> str:
     if role != "generator":
         return f"role {role}: loads and samples with Heun ({summary.nfe} NFE); eval --generator is for " \
                "generators"
-    ref = resolve_suite(suite, need=("ref",)).ref_stats
-    render = onestep_renderer(net, sigma, "cpu")
-    source = GeneratorImageSource(render, list(range(FD_IMAGES)), {"generator": str(path)})
-    result = evaluate(source, ref=str(ref), metrics=["fid"], protocols=[FD_PROTOCOL], batch_size=250)
-    fd = float(result["metrics"]["fid"]["value"])
-    if record_fd is not None and not math.isclose(fd, record_fd, rel_tol=1e-4, abs_tol=1e-6):
-        raise _Failed(f"eval --generator scores FD {fd:.4g}, the run's own evaluation {record_fd:.4g}: the "
-                      "exported product is not the network the run evaluated")
+    fd = _generator_fd(suite, onestep_renderer(net, sigma, "cpu"), path, record_fd)
     return f"role generator, sigma_init {sigma:g}: 8 images generated; eval --generator FD {fd:.4g} " \
            "(equal to the run's own)"
 

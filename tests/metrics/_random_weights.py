@@ -99,3 +99,33 @@ def make_malicious_pickle(path: str | Path, marker: str | Path) -> Path:
     with open(path, "wb") as f:
         pickle.dump({"conv.weight": _Evil()}, f)
     return Path(path)
+
+
+class _FakeCleanFIDLayers(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 5, stride=4)
+        self.fc = nn.Linear(8, 2048)
+
+    def forward(self, x):
+        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
+
+
+class FakeCleanFIDInception(nn.Module):
+    """NVIDIA's TorchScript layout (clean-fid's `inception-2015-12-05.pt`): `layers` takes the
+    normalised 299x299 input and gives 2048-d features. Random and tiny: no download."""
+
+    def __init__(self):
+        super().__init__()
+        self.layers = _FakeCleanFIDLayers()
+
+    def forward(self, x, return_features: bool = False):
+        return self.layers(x)
+
+
+def save_fake_cleanfid_inception(path: str | Path, seed: int = 0) -> Path:
+    """A scripted FakeCleanFIDInception at `path` (weights drawn under `seed`)."""
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        torch.jit.script(FakeCleanFIDInception().eval()).save(str(path))
+    return Path(path)

@@ -12,7 +12,7 @@ import torch
 from sidbench.errors import AssetError, CheckpointError, ConfigError
 
 sys.path.insert(0, str(Path(__file__).parent))
-from _random_weights import make_malicious_pickle, save_random_inception  # noqa: E402
+from _random_weights import make_malicious_pickle, save_fake_cleanfid_inception, save_random_inception  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -121,27 +121,6 @@ def test_tf32_disabled_during_extraction_and_restored(inception_weights):
 
 # ------------------------------------------------------------------- clean-fid ----
 
-class _FakeLayers(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, 5, stride=4)
-        self.fc = torch.nn.Linear(8, 2048)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
-
-
-class _FakeInception(torch.nn.Module):
-    """NVIDIA's TorchScript layout: `layers` takes the normalised 299x299 input."""
-
-    def __init__(self):
-        super().__init__()
-        self.layers = _FakeLayers()
-
-    def forward(self, x, return_features: bool = False):
-        return self.layers(x)
-
-
 def test_clean_mode_matches_clean_fid(tmp_path):
     from cleanfid.fid import get_folder_features
     from cleanfid.inception_torchscript import InceptionV3W
@@ -150,9 +129,7 @@ def test_clean_mode_matches_clean_fid(tmp_path):
     from sidbench.metrics.extractors.cleanfid_inception import CleanFIDInception
     from sidbench.metrics.image_source import FileImageSource
 
-    torch.manual_seed(0)
-    scripted = torch.jit.script(_FakeInception().eval())
-    scripted.save(str(tmp_path / "inception-2015-12-05.pt"))
+    save_fake_cleanfid_inception(tmp_path / "inception-2015-12-05.pt", seed=0)
     folder = tmp_path / "imgs"
     folder.mkdir()
     rng = np.random.RandomState(0)

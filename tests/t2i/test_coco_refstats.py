@@ -26,6 +26,7 @@ from sidbench.fileio import sha256_file
 from sidbench.metrics.reference import load_reference, save_reference
 from sidbench.registry import SUITES
 from sidbench.suites.resolve import check_reference, resolve_suite
+from tests.metrics._random_weights import save_fake_cleanfid_inception
 
 SD15, SD21 = "coco2014-sd15", "coco2014-sd21base"
 NAME = "coco2014-val2014-fid30k-clean.npz"
@@ -34,33 +35,10 @@ IMAGES = [(30, 40, "RGB", "jpg"), (36, 24, "L", "jpg"), (33, 33, "RGB", "png"), 
           (40, 28, "L", "png"), (26, 26, "RGB", "jpg")]
 
 
-class _Layers(torch.nn.Module):
-    def __init__(self):
-        super().__init__()
-        self.conv = torch.nn.Conv2d(3, 8, 5, stride=4)
-        self.fc = torch.nn.Linear(8, 2048)
-
-    def forward(self, x):
-        return self.fc(torch.relu(self.conv(x)).mean(dim=(2, 3)))
-
-
-class _FakeInception(torch.nn.Module):
-    """NVIDIA's TorchScript layout: `layers` takes the normalised 299x299 input."""
-
-    def __init__(self):
-        super().__init__()
-        self.layers = _Layers()
-
-    def forward(self, x, return_features: bool = False):
-        return self.layers(x)
-
-
 @pytest.fixture(scope="module")
 def extractor(tmp_path_factory) -> Path:
-    torch.manual_seed(0)
-    path = tmp_path_factory.mktemp("weights") / "inception-2015-12-05.pt"
-    torch.jit.script(_FakeInception().eval()).save(str(path))
-    return path
+    folder = tmp_path_factory.mktemp("weights")
+    return save_fake_cleanfid_inception(folder / "inception-2015-12-05.pt", seed=0)
 
 
 def _write_images(folder: Path, specs, seed: int) -> Path:
