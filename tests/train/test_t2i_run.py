@@ -145,3 +145,11 @@ def test_the_teacher_trainer_trains_unet_and_text_encoder_together(tmp_path):
     assert any(not torch.equal(trained[k], fresh[k]) for k in text)  # the text encoder learned too
     rows = [json.loads(line) for line in (r.outdir / "metrics.jsonl").read_text().splitlines()]
     assert rows[-1]["method"]["role"] == "teacher" and rows[-1]["method"]["nfe"] == 50
+
+
+def test_bf16_autocast_runs_the_t2i_step_with_finite_losses(tmp_path):
+    r = train(load_recipe(_recipe(duration_kimg=0.008, precision="bf16")), tmp_path / "run", progress=False)
+    rows = [json.loads(line) for line in (r.outdir / "log.jsonl").read_text().splitlines()]
+    terms = rows[-1]["terms"]
+    assert r.skipped_updates == 0 and all(abs(v) < float("inf") for v in terms.values())
+    assert {"fake_score/loss", "generator/loss"} <= set(terms)
