@@ -131,6 +131,10 @@ class EpsDenoiser(Precond):
         t = torch.as_tensor(t, device=x_t.device).long().reshape(-1)
         if t.numel() == 1 and x_t.shape[0] != 1:
             t = t.expand(x_t.shape[0])
+        if text.ndim != 3 or text.shape[0] != x_t.shape[0] or t.shape[0] != x_t.shape[0]:
+            raise ConfigError(f"EpsDenoiser got {x_t.shape[0]} inputs, {t.shape[0]} timesteps and text "
+                              f"embeddings of shape {tuple(text.shape)}",
+                              hint="give one timestep and one [L, D] text embedding per input")
         with self._autocast(x_t):
             out = self.model(x_t, t, encoder_hidden_states=text.to(x_t.dtype), return_dict=False)[0]
         return out.to(torch.float32)

@@ -317,3 +317,17 @@ def test_bad_tokenizer_specs_are_one_line_config_errors(spec, message):
     with pytest.raises(ConfigError, match=message) as info:
         WordTokenizer.from_spec(spec)
     assert "\n" not in str(info.value)
+
+
+def test_mismatched_text_or_timesteps_are_one_line_errors():
+    from sidbench.errors import ConfigError
+    from sidbench.nets.build import build_network
+    from sidbench.suites.digits_t2i import TEACHER_NETWORK
+
+    net = build_network(TEACHER_NETWORK).eval()
+    x = torch.zeros(3, 1, 16, 16)
+    for text, t in ((torch.zeros(2, 10, 32), torch.tensor([5, 5, 5])), (torch.zeros(3, 32), torch.tensor([5])),
+                    (torch.zeros(3, 10, 32), torch.tensor([5, 6]))):
+        with pytest.raises(ConfigError, match="one timestep and one") as err:
+            net.eps(x, t, text)
+        assert "\n" not in str(err.value)
