@@ -326,8 +326,9 @@ def test_mismatched_text_or_timesteps_are_one_line_errors():
 
     net = build_network(TEACHER_NETWORK).eval()
     x = torch.zeros(3, 1, 16, 16)
-    for text, t in ((torch.zeros(2, 10, 32), torch.tensor([5, 5, 5])), (torch.zeros(3, 32), torch.tensor([5])),
-                    (torch.zeros(3, 10, 32), torch.tensor([5, 6]))):
+    cases = ((torch.zeros(2, 10, 32), torch.tensor([5, 5, 5])), (torch.zeros(3, 32), torch.tensor([5])),
+             (torch.zeros(3, 10, 32), torch.tensor([5, 6])))
+    for text, t in cases:
         with pytest.raises(ConfigError, match="one timestep and one") as err:
             net.eps(x, t, text)
         assert "\n" not in str(err.value)
