@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Sequence
 from pathlib import Path
 
 from sidbench.errors import DatasetError
@@ -54,6 +55,15 @@ def prompted_digit(caption: str) -> int:
                            hint="digits-t2i captions name one digit, e.g. 'a handwritten digit seven'")
     first = found[0]
     return int(first) if first.isdigit() else DIGIT_WORDS.index(first)
+
+
+def captions_sha256(captions: Sequence[str]) -> str:
+    """sha256 of a caption list as its file: the list's own `.sha256` (`read_captions`, `read_prompts`),
+    else of its lines, each ending in LF (what a captions.txt of them holds)."""
+    known = getattr(captions, "sha256", None)
+    if known:
+        return str(known)
+    return sha256_bytes("".join(f"{c}\n" for c in captions).encode("utf-8"))
 
 
 class PromptList(list):
@@ -126,7 +136,6 @@ def builtin_prompts(name: str, count: int) -> PromptList:
         raise DatasetError(f"no built-in prompt list '{name}'", hint="the built-in list is 'digits'")
     caps = digit_captions(count)
     out = PromptList(caps)
-    # hashed as the file it would be: one caption per line, each ending in "\n"
     out.path, out.source_format = f"builtin:{name}", "builtin"
-    out.sha256 = sha256_bytes("".join(f"{c}\n" for c in caps).encode())
+    out.sha256 = captions_sha256(caps)  # hashed as the file it would be
     return out

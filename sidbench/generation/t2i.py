@@ -10,7 +10,6 @@ extended only with all of them unchanged.
 
 from __future__ import annotations
 
-import hashlib
 import math
 import numbers
 import os
@@ -20,6 +19,7 @@ from typing import Any
 
 import torch
 
+from sidbench.data.captions import captions_sha256
 from sidbench.devices import parse_device
 from sidbench.errors import ConfigError
 from sidbench.generation.manifest import build_t2i_manifest
@@ -28,26 +28,7 @@ from sidbench.generation.summary import GenerateSummary
 from sidbench.nets.render import check_finite_weights
 from sidbench.nets.seeds import parse_seeds
 from sidbench.nets.t2i import T2ITeacher
-
-
-def captions_sha256(captions: Sequence[str]) -> str:
-    """The list's own `.sha256` (a captions file's bytes), else sha256 of its lines, each ending in LF."""
-    known = getattr(captions, "sha256", None)
-    if known:
-        return str(known)
-    return hashlib.sha256("".join(f"{c}\n" for c in captions).encode("utf-8")).hexdigest()
-
-
-def check_captions_cover(captions: Sequence[str], seeds: Sequence[int],
-                         where: str = "the caption list") -> None:
-    """Image s is made from caption s: refuse seeds past the end of the list before any work."""
-    if not seeds:
-        return
-    top = max(seeds)
-    if top >= len(captions):
-        raise ConfigError(f"seed {top} has no caption: {where} holds {len(captions):,} (caption s is "
-                          "rendered with seed s)",
-                          hint=f"use seeds below {len(captions):,}, or a longer caption list")
+from sidbench.nets.t2i_render import check_captions_cover, ddim_nfe
 
 
 def check_guidance(guidance: Any, option: str = "--guidance") -> float:
@@ -101,9 +82,7 @@ class T2IPlan:
     @property
     def nfe(self) -> int:
         """Network evaluations per image (a guided DDIM step runs the conditional and unconditional)."""
-        if self.generator is not None:
-            return 1
-        return self.num_steps * (1 if self.guidance == 1 else 2)
+        return 1 if self.generator is not None else ddim_nfe(self.num_steps, self.guidance)
 
     def settings(self, device: torch.device) -> dict[str, Any]:
         """What the manifest compares: everything the images depend on besides the network's weights."""

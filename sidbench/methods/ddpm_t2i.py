@@ -20,7 +20,6 @@ from sidbench.methods.edm import unwrap
 from sidbench.methods.settings import check_number
 from sidbench.methods.sid_lsg import drop_prompts
 from sidbench.nets import ddpm
-from sidbench.nets.prompts import WordTokenizer
 
 
 def eps_loss(eps_pred: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
@@ -44,14 +43,14 @@ def denoiser_update(ctx: UpdateContext) -> LossOutput:
                           hint="use the digits-t2i suite")
     net = ctx.nets["denoiser"]
     inner = unwrap(net)
-    if inner.text_encoder is None or inner.init_kwargs.get("tokenizer") is None:
+    if inner.text_encoder is None or inner.tokenizer is None:
         raise ConfigError("ddpm-t2i trains an EpsDenoiser with its own text encoder and tokenizer",
                           hint="use the suite's teacher_network architecture")
     prompts = ctx.conditioning.captions_for_labels(ctx.labels, ctx.draws)
     prompts = drop_prompts(prompts, ctx.draws.rand(1), s.prompt_dropout)
     t = ctx.draws.randint(inner.num_train_timesteps).reshape(-1)
     noise = ctx.draws.randn(*ctx.img_shape)
-    ids = WordTokenizer.from_spec(inner.init_kwargs["tokenizer"])(prompts).to(ctx.images.device)
+    ids = inner.tokenizer(prompts).to(ctx.images.device)
     text = inner.text_encoder(ids)[0]
     x_t = ddpm.add_noise(inner.alphas_cumprod, ctx.images, noise, t)
     loss = eps_loss(net(x_t, None, timesteps=t, text=text, output="eps"), noise)

@@ -7,24 +7,19 @@ options, another extractor, other seeds, another caption list, another reference
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
+from sidbench.data.captions import captions_sha256 as file_sha256
 from sidbench.metrics.protocols import Protocol
 from sidbench.metrics.reference_inputs import ARR_0
 
 
 def captions_sha256(captions: Sequence[str] | None) -> str | None:
-    """sha256 of the captions file: the list's own `.sha256` (`read_captions`), else of its lines + LF."""
-    if captions is None:
-        return None
-    known = getattr(captions, "sha256", None)
-    if known:
-        return str(known)
-    return hashlib.sha256("".join(f"{c}\n" for c in captions).encode("utf-8")).hexdigest()
+    """sha256 of the captions file (`sidbench.data.captions.captions_sha256`); None without captions."""
+    return None if captions is None else file_sha256(captions)
 
 
 def _seeds_match(seeds: Sequence[int], seed_sets: Sequence[Sequence[int]]) -> bool:

@@ -29,6 +29,7 @@ import torch
 from sidbench.errors import ConfigError
 from sidbench.nets import ddpm
 from sidbench.nets.precond import PRECONDITIONERS, Precond
+from sidbench.nets.prompts import WordTokenizer
 
 T2I_INSTALL_HINT = 'install the text-to-image extra: pip install -e ".[t2i]"'
 
@@ -98,6 +99,8 @@ class EpsDenoiser(Precond):
                               f"img_channels is {self.img_channels}")
         self.model = _module
         self.text_encoder = _text_model(text_encoder) if text_encoder is not None else None
+        # the word tokenizer of a teacher trained here (its text encoder's vocabulary), built once
+        self.tokenizer = WordTokenizer.from_spec(tokenizer) if tokenizer is not None else None
         self.register_buffer("alphas_cumprod", ddpm.alphas_cumprod(schedule), persistent=False)
         self.num_train_timesteps = schedule["num_train_timesteps"]
         self.init_kwargs = {"img_resolution": self.img_resolution, "img_channels": self.img_channels,
@@ -126,11 +129,15 @@ class EpsDenoiser(Precond):
             return torch.autocast("cuda", dtype=torch.float16)
         return contextlib.nullcontext()
 
+    @staticmethod
+    def _steps(t: Any, x: torch.Tensor) -> torch.Tensor:
+        """Integer steps as a long [b] tensor on x's device; one step is shared by the whole batch."""
+        t = torch.as_tensor(t, device=x.device).long().reshape(-1)
+        return t.expand(x.shape[0]) if t.numel() == 1 else t
+
     def eps(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
         """The UNet's noise prediction at integer steps t [b] (float32)."""
-        t = torch.as_tensor(t, device=x_t.device).long().reshape(-1)
-        if t.numel() == 1 and x_t.shape[0] != 1:
-            t = t.expand(x_t.shape[0])
+        t = self._steps(t, x_t)
         if text.ndim != 3 or text.shape[0] != x_t.shape[0] or t.shape[0] != x_t.shape[0]:
             raise ConfigError(f"EpsDenoiser got {x_t.shape[0]} inputs, {t.shape[0]} timesteps and text "
                               f"embeddings of shape {tuple(text.shape)}",
@@ -146,7 +153,7 @@ class EpsDenoiser(Precond):
             return self.eps(x_t, t, cond)
         if uncond is None:
             raise ConfigError(f"guidance scale {kappa} needs the empty-prompt embedding")
-        t = torch.as_tensor(t, device=x_t.device).long().reshape(-1).expand(x_t.shape[0])
+        t = self._steps(t, x_t)
         both = self.eps(torch.cat([x_t, x_t]), torch.cat([t, t]), torch.cat([uncond.expand_as(cond), cond]))
         eps_u, eps_c = both.chunk(2)
         return eps_u + float(kappa) * (eps_c - eps_u)
@@ -154,7 +161,7 @@ class EpsDenoiser(Precond):
     def x0(self, x_t: torch.Tensor, t: torch.Tensor, text: torch.Tensor, uncond: torch.Tensor | None = None,
            kappa: float = 1.0) -> torch.Tensor:
         """x0 from the (guided) eps at steps t."""
-        t = torch.as_tensor(t, device=x_t.device).long().reshape(-1).expand(x_t.shape[0])
+        t = self._steps(t, x_t)
         eps = self.guided_eps(x_t, t, text, uncond, kappa)
         return ddpm.x0_from_eps(self.alphas_cumprod, x_t.to(torch.float32), eps, t)
 
@@ -184,10 +191,9 @@ class EpsDenoiser(Precond):
             s = torch.as_tensor(sigma, device=x.device, dtype=torch.float32).reshape(-1).expand(x.shape[0])
             timesteps = ddpm.timestep_of_sigma(self.alphas_cumprod, s)
             x = x / (1 + s.reshape(-1, *([1] * (x.ndim - 1))) ** 2) ** 0.5
-        t = torch.as_tensor(timesteps, device=x.device).long().reshape(-1).expand(x.shape[0])
         if output == "eps":
-            return self.guided_eps(x, t, text, uncond, kappa)
-        return self.x0(x, t, text, uncond, kappa)
+            return self.guided_eps(x, timesteps, text, uncond, kappa)
+        return self.x0(x, timesteps, text, uncond, kappa)
 
     def encoder_features(self, *args: Any, **kwargs: Any) -> torch.Tensor:
         raise ConfigError("EpsDenoiser has no EDM encoder features", hint="use an EDM network")
@@ -196,16 +202,11 @@ class EpsDenoiser(Precond):
 PRECONDITIONERS["EpsDenoiser"] = EpsDenoiser  # type: ignore[assignment]
 
 
-def one_step_input(abar: torch.Tensor, z: torch.Tensor, t_init: int) -> torch.Tensor:
-    """add_noise(0, z, t_init) = sqrt(1 - abar_t_init) z: what a SiD-LSG one-step generator sees."""
-    t = torch.full((z.shape[0],), int(t_init), dtype=torch.long, device=z.device)
-    return ddpm.add_noise(abar, torch.zeros_like(z), z, t)
-
-
 def one_step(generator: torch.nn.Module, z: torch.Tensor, text: torch.Tensor, t_init: int) -> torch.Tensor:
-    """G(z, c): x0 of the (possibly DDP-wrapped) generator's unguided eps at t_init on sqrt(1 - abar) z."""
+    """G(z, c): x0 of the (possibly DDP-wrapped) generator's unguided eps at t_init on its input
+    add_noise(0, z, t_init) = sqrt(1 - abar_t_init) z."""
     ddp = isinstance(generator, torch.nn.parallel.DistributedDataParallel)
     inner = generator.module if ddp else generator
-    x = one_step_input(inner.alphas_cumprod, z, t_init)
     t = torch.full((z.shape[0],), int(t_init), dtype=torch.long, device=z.device)
+    x = ddpm.add_noise(inner.alphas_cumprod, torch.zeros_like(z), z, t)
     return generator(x, None, timesteps=t, text=text)

@@ -21,7 +21,7 @@ import torch
 
 from sidbench.errors import AssetError
 from sidbench.nets.eps_unet import EpsDenoiser
-from sidbench.nets.prompts import PromptEncoder, WordTokenizer, clip_tokenize
+from sidbench.nets.prompts import PromptEncoder, clip_tokenize
 
 
 @dataclass
@@ -85,17 +85,11 @@ def load_native_teacher(path: str | os.PathLike, device: str | torch.device = "c
         raise AssetError(f"{path} holds a {record['class_name']}, not a text-to-image EpsDenoiser",
                          hint="give a text-to-image teacher (a diffusers folder or an EpsDenoiser folder)")
     net = load_network(path, device=device)
-    spec = net.init_kwargs.get("tokenizer")
-    if net.text_encoder is None or spec is None:
-        raise AssetError(f"{path}: this EpsDenoiser carries no text encoder and tokenizer",
-                         hint="a native text-to-image teacher must include its text encoder")
+    _word_encoder(net, where=f"{path}: ")  # refuses a net without its text encoder before splitting it
     denoiser, text_encoder = net.without_text_encoder()
     denoiser.eval().requires_grad_(False)
-    encoder = PromptEncoder(text_encoder, WordTokenizer.from_spec(spec), "WordTokenizer + CLIPTextModel")
-    c, r = denoiser.img_channels, denoiser.img_resolution
-    return T2ITeacher(denoiser=denoiser, prompts=encoder, decode=_identity, latent_shape=(c, r, r),
-                      info={"path": str(path), "sha256": record["weights_sha256"], "kind": "native",
-                            "class_name": "EpsDenoiser"})
+    encoder = PromptEncoder(text_encoder, denoiser.tokenizer, "WordTokenizer + CLIPTextModel")
+    return _native(denoiser, encoder, {"path": str(path), "sha256": record["weights_sha256"]})
 
 
 def load_t2i_teacher(path: str | os.PathLike, device: str | torch.device = "cpu",
@@ -111,16 +105,23 @@ def load_t2i_teacher(path: str | os.PathLike, device: str | torch.device = "cpu"
                      hint="give a local Stable Diffusion folder (diffusers layout) or the digits-t2i teacher")
 
 
+def _word_encoder(net: EpsDenoiser, freeze: bool = True, where: str = "") -> PromptEncoder:
+    """The PromptEncoder of a native EpsDenoiser's own text encoder and word tokenizer."""
+    if net.text_encoder is None or net.tokenizer is None:
+        raise AssetError(f"{where}this EpsDenoiser carries no text encoder and tokenizer",
+                         hint="a native text-to-image teacher must include its text encoder")
+    return PromptEncoder(net.text_encoder, net.tokenizer, "WordTokenizer + CLIPTextModel", freeze=freeze)
+
+
+def _native(denoiser: EpsDenoiser, encoder: PromptEncoder, info: dict[str, Any]) -> T2ITeacher:
+    """A pixel-space teacher: the decoder is the identity, the latents are the images."""
+    c, r = denoiser.img_channels, denoiser.img_resolution
+    return T2ITeacher(denoiser=denoiser, prompts=encoder, decode=_identity, latent_shape=(c, r, r),
+                      info={**info, "kind": "native", "class_name": "EpsDenoiser"})
+
+
 def teacher_view(net: EpsDenoiser) -> T2ITeacher:
     """A native EpsDenoiser that carries its text encoder (a teacher being trained) as a T2ITeacher,
     without changing it: its text encoder is shared, not frozen, and the empty prompt is not cached
     across calls (the encoder may change between evaluations)."""
-    spec = net.init_kwargs.get("tokenizer")
-    if net.text_encoder is None or spec is None:
-        raise AssetError("this EpsDenoiser carries no text encoder and tokenizer",
-                         hint="a native text-to-image teacher must include its text encoder")
-    encoder = PromptEncoder(net.text_encoder, WordTokenizer.from_spec(spec), "WordTokenizer + CLIPTextModel",
-                            freeze=False)
-    c, r = net.img_channels, net.img_resolution
-    return T2ITeacher(denoiser=net, prompts=encoder, decode=_identity, latent_shape=(c, r, r),
-                      info={"kind": "native", "class_name": "EpsDenoiser"})
+    return _native(net, _word_encoder(net, freeze=False), {})

@@ -23,10 +23,23 @@ from sidbench.nets.t2i import T2ITeacher
 Render = Callable[[Sequence[int]], torch.Tensor]
 
 
+def check_captions_cover(captions: Sequence[str], seeds: Sequence[int],
+                         where: str = "the caption list") -> None:
+    """Image s is made from caption s: refuse seeds past the end of the list (callers: before any work)."""
+    if not seeds:
+        return
+    if min(seeds) < 0:
+        raise ConfigError(f"seed {min(seeds)} has no caption: caption s is rendered with seed s >= 0",
+                          hint="use seeds from 0")
+    top = max(seeds)
+    if top >= len(captions):
+        raise ConfigError(f"seed {top} has no caption: {where} holds {len(captions):,} (caption s is "
+                          "rendered with seed s)",
+                          hint=f"use seeds below {len(captions):,}, or a longer caption list")
+
+
 def _captions_of(captions: Sequence[str], seeds: Sequence[int]) -> list[str]:
-    if any(s >= len(captions) or s < 0 for s in seeds):
-        raise ConfigError(f"seed {max(seeds)} has no caption: the list holds {len(captions):,}",
-                          hint="caption i is rendered with seed i; use seeds below the caption count")
+    check_captions_cover(captions, seeds)
     return [captions[int(s)] for s in seeds]
 
 
@@ -55,6 +68,11 @@ def ddim_timesteps(num_steps: int, num_train_timesteps: int = 1000) -> list[int]
                           f"got {num_steps!r}", hint="e.g. --num-steps 25")
     step = num_train_timesteps / num_steps
     return [int(round(num_train_timesteps - 1 - i * step)) for i in range(num_steps)]
+
+
+def ddim_nfe(num_steps: int, guidance: float) -> int:
+    """UNet evaluations per image: a guided step runs the conditional and the unconditional branch."""
+    return int(num_steps) * (1 if float(guidance) == 1.0 else 2)
 
 
 @torch.no_grad()

@@ -160,13 +160,13 @@ class Evaluator:
         net.eval()
         info = {"generator": f"step {step}", "sigma_init": sigma_init, "role": self.role}
         if self.text_to_image:  # caption i with seed i: which list, and the generator's t_init
-            from sidbench.fileio import sha256_bytes
+            from sidbench.data.captions import captions_sha256
 
             captions = self.captions()
             info = {"generator": f"step {step}", "role": self.role,
                     "t_init": getattr(self.config.method_settings, "t_init", None),
                     "captions_count": len(captions),
-                    "captions_sha256": sha256_bytes("".join(f"{c}\n" for c in captions).encode())}
+                    "captions_sha256": captions_sha256(captions)}
         source = GeneratorImageSource(self._render(net, sigma_init), range(self.num_images), info)
         try:
             with torch.no_grad():
@@ -195,9 +195,10 @@ class Evaluator:
         if self.role in ("generator", "t2i-generator"):
             return 1
         if self.text_to_image:
+            from sidbench.nets.t2i_render import ddim_nfe
+
             sampler = self.suite.settings.get("teacher_sampler") or {}
-            guided = float(sampler.get("guidance", 1.0)) != 1.0
-            return int(sampler.get("num_steps", 25)) * (2 if guided else 1)
+            return ddim_nfe(sampler.get("num_steps", 25), sampler.get("guidance", 1.0))
         return 2 * self.suite.teacher.heun_steps - 1
 
     def close(self) -> None:
